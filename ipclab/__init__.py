@@ -1,0 +1,39 @@
+"""ipclab: helpers for a course on Unix inter-process communication.
+
+Importing ipclab changes no global state; each submodule is imported on
+first use so that ``import ipclab`` stays cheap:
+
+- :mod:`ipclab.proc`     fork children safely (from a script or a notebook)
+- :mod:`ipclab.diagnose` say where a blocked process is waiting, from /proc
+- :mod:`ipclab.pipes`    pipes and FIFOs with timeouts
+- :mod:`ipclab.keys`     per-user SysV keys, the registry of what we created
+- :mod:`ipclab.sysvinfo` this user's SysV objects (status and clean)
+- :mod:`ipclab.semwait`  semop(2) with a timeout that really fires
+- :mod:`ipclab.labs`     lab checks and the lab generator
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from .errors import ChildError, IPCLabError, IPCTimeoutError, LimitError, ObjectGoneError
+
+__version__ = "0.1.0"
+
+_SUBMODULES = {"proc", "diagnose", "pipes", "keys", "sysvinfo", "semwait", "labs"}
+
+__all__ = [
+    "ChildError",
+    "IPCLabError",
+    "IPCTimeoutError",
+    "LimitError",
+    "ObjectGoneError",
+    "__version__",
+    *sorted(_SUBMODULES),
+]
+
+
+def __getattr__(name):
+    if name in _SUBMODULES:
+        return importlib.import_module(f".{name}", __name__)
+    raise AttributeError(f"module 'ipclab' has no attribute {name!r}")

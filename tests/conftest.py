@@ -1,0 +1,22 @@
+"""Fixtures shared by the unit tests.  Every test is checked for leaks: a SysV
+object that appeared during it or a child process it left fails that test (at
+teardown).  Left children are killed; SysV objects are reported, not removed
+(they might not be ours), and later tests compare against their own start.
+Run the unit tests alone on a machine: a concurrent run of the same user shows
+up here as a leak."""
+
+import pytest
+
+from ipclab import leaks
+
+
+@pytest.fixture(autouse=True)
+def no_leaks():
+    before = leaks.sysv_ids()
+    yield
+    objects = leaks.new_sysv(before)
+    kids = leaks.settle_children(timeout=2.0)
+    if objects or kids:
+        report = leaks.describe(objects, kids)
+        leaks.kill_children(kids)
+        pytest.fail(f"the test left behind:\n{report}", pytrace=False)
