@@ -93,7 +93,7 @@ def label(pid: int, labels: dict[int, str] | None = None) -> str:
 
 
 def describe_fd(pid: int, fd: int) -> str:
-    """Return what fd ``fd`` of ``pid`` is: ``pipe:[81234]``, ``socket:[9]``, a path, or "closed"."""
+    """Return what ``fd`` of ``pid`` is: ``pipe:[81234]``, ``socket:[9]``, a path, or "closed"."""
     check_fd(fd)
     try:
         return os.readlink(f"/proc/{pid}/fd/{fd}")

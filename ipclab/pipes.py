@@ -133,8 +133,10 @@ def write_all(fd: int, data, timeout: float = DEFAULT_TIMEOUT) -> int:
     os.set_blocking(fd, False)  # a blocking write of a big buffer could wait past the deadline
     try:
         while view:
+            left = len(view)
             _wait(fd, selectors.EVENT_WRITE, deadline,
-                  lambda: f"write_all(fd {fd}) after {len(data) - len(view)} of {len(data)} bytes")
+                  lambda left=left: f"write_all(fd {fd}) after {len(data) - left} "
+                                    f"of {len(data)} bytes")
             with contextlib.suppress(BlockingIOError):
                 view = view[os.write(fd, view):]
     finally:
@@ -191,7 +193,8 @@ def open_fifo(path: str, mode: str, timeout: float = DEFAULT_TIMEOUT) -> int:
         # Linux reports a FIFO readable only once a writer has written or come and gone,
         # never for "no writer yet", so this waits for the peer without busy polling.
         try:
-            _wait(fd, selectors.EVENT_READ, deadline, f"open_fifo({path!r}, 'r') waiting for a writer")
+            _wait(fd, selectors.EVENT_READ, deadline,
+                  f"open_fifo({path!r}, 'r') waiting for a writer")
         except BaseException:
             os.close(fd)
             raise

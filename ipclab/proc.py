@@ -160,7 +160,7 @@ class Family:
                 if now >= self._deadline or (grace and now >= grace):
                     pids = [k["pid"] for k in running]
                     lines = diagnose.report(pids, labels=dict(_labels)) if pids else []
-                    return dict(zip(pids, lines))
+                    return dict(zip(pids, lines, strict=True))
                 wait = min(self._deadline, grace or self._deadline) - now
                 for key, _ in sel.select(min(wait, 0.02 if not sel.get_map() else 0.05)):
                     k, i = key.data

@@ -1,0 +1,1 @@
+"""Lab checks and the lab generator."""
