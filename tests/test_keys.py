@@ -6,35 +6,13 @@ import os
 import shutil
 import subprocess
 import sys
-import traceback
 
 import pytest
 import sysv_ipc
+from _helpers import reap, remove_quietly, start_child
 
 from ipclab import keys
 from ipclab.errors import IPCLabError
-
-
-def run_in_child(fn) -> int:
-    """Fork, run fn() in the child, return the child's exit code (fn's return value)."""
-    pid = os.fork()
-    if pid == 0:
-        code = 99
-        try:
-            code = fn()
-        except BaseException:
-            traceback.print_exc()
-        finally:
-            os._exit(code)
-    _, status = os.waitpid(pid, 0)
-    return os.waitstatus_to_exitcode(status)
-
-
-def remove_quietly(obj):
-    try:
-        obj.remove()
-    except sysv_ipc.ExistentialError:
-        pass
 
 
 @pytest.fixture
@@ -253,7 +231,7 @@ def test_cleanup_in_a_forked_child_leaves_the_parents_objects(empty_registry):
         keys.register("shm", shm.id, shm.key)
         assert [(r.kind, r.id, r.owner) for r in keys.registered()] == [
             ("sem", sem.id, os.getpid()), ("shm", shm.id, os.getpid())]
-        assert run_in_child(lambda: len(keys.cleanup())) == 0
+        assert reap(start_child(lambda: len(keys.cleanup()))) == 0
         assert exists(sem)
         assert sysv_ipc.SharedMemory(shm.key).detach() is None  # still there
         removed = keys.cleanup()

@@ -3,34 +3,15 @@
 import os
 import signal
 import time
-import traceback
 
 import pytest
 import sysv_ipc
+from _helpers import reap, start_child
 
 from ipclab import semwait
 from ipclab.errors import IPCTimeoutError, LimitError, ObjectGoneError
 
 pytestmark = pytest.mark.timeout(20)
-
-
-def run_in_child(fn) -> int:
-    """Fork, start fn() in the child and return the child's pid (reap it with reap())."""
-    pid = os.fork()
-    if pid == 0:
-        code = 99
-        try:
-            code = fn()
-        except BaseException:
-            traceback.print_exc()
-        finally:
-            os._exit(code)
-    return pid
-
-
-def reap(pid) -> int:
-    _, status = os.waitpid(pid, 0)
-    return os.waitstatus_to_exitcode(status)
 
 
 def make_sem(value):
@@ -93,7 +74,7 @@ def test_a_child_releasing_wakes_a_waiting_acquire(sem0):
         semwait.release(sem0.id)
         return 0
 
-    pid = run_in_child(child)
+    pid = start_child(child)
     try:
         start = time.monotonic()
         semwait.acquire(sem0, timeout=5)
@@ -109,7 +90,7 @@ def test_sem_undo_gives_back_what_an_exiting_child_took(sem1, undo, value_after)
         semwait.acquire(sem1.id, timeout=1, undo=undo)
         return 0 if sem1.value == 0 else 1
 
-    assert reap(run_in_child(child)) == 0
+    assert reap(start_child(child)) == 0
     assert sem1.value == value_after
 
 
@@ -124,7 +105,7 @@ def test_removing_the_set_wakes_a_waiter_with_object_gone(sem0):
             return 3
         return 4
 
-    pid = run_in_child(child)
+    pid = start_child(child)
     try:
         deadline = time.monotonic() + 5
         while sem0.waiting_for_nonzero == 0 and time.monotonic() < deadline:
@@ -209,7 +190,7 @@ def test_no_permission_is_a_permission_error():
         return 3
 
     try:
-        assert reap(run_in_child(child)) == 0
+        assert reap(start_child(child)) == 0
         assert sem.value == 1
     finally:
         sem.remove()

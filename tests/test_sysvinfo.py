@@ -6,19 +6,13 @@ import sys
 
 import pytest
 import sysv_ipc
+from _helpers import remove_quietly
 
 from ipclab import keys, sysvinfo
 from ipclab.errors import IPCLabError
 from ipclab.sysvinfo import SysVObject
 
 pytestmark = pytest.mark.timeout(30)
-
-
-def remove_quietly(obj):
-    try:
-        obj.remove()
-    except sysv_ipc.ExistentialError:
-        pass
 
 
 @pytest.fixture
