@@ -6,7 +6,7 @@ import time
 
 import pytest
 import sysv_ipc
-from _helpers import reap, start_child
+from _helpers import reap, remove_quietly, start_child
 
 from ipclab import semwait
 from ipclab.errors import IPCTimeoutError, LimitError, ObjectGoneError
@@ -22,20 +22,14 @@ def make_sem(value):
 def sem0():
     sem = make_sem(0)
     yield sem
-    try:
-        sem.remove()
-    except sysv_ipc.ExistentialError:
-        pass
+    remove_quietly(sem)
 
 
 @pytest.fixture
 def sem1():
     sem = make_sem(1)
     yield sem
-    try:
-        sem.remove()
-    except sysv_ipc.ExistentialError:
-        pass
+    remove_quietly(sem)
 
 
 def test_acquire_times_out_after_roughly_the_timeout(sem0):
