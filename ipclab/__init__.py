@@ -9,6 +9,8 @@ first use so that ``import ipclab`` stays cheap:
 - :mod:`ipclab.keys`     per-user SysV keys, the registry of what we created
 - :mod:`ipclab.sysvinfo` this user's SysV objects (status and clean)
 - :mod:`ipclab.semwait`  semop(2) with a timeout that really fires
+- :mod:`ipclab.shm`      SysV shared memory segments
+- :mod:`ipclab.sem`      SysV semaphores and a Mutex
 - :mod:`ipclab.labs`     lab checks and the lab generator
 """
 
@@ -20,7 +22,7 @@ from .errors import ChildError, IPCLabError, IPCTimeoutError, LimitError, Object
 
 __version__ = "0.1.0"
 
-_SUBMODULES = {"proc", "diagnose", "pipes", "keys", "sysvinfo", "semwait", "labs"}
+_SUBMODULES = {"proc", "diagnose", "pipes", "keys", "sysvinfo", "semwait", "shm", "sem", "labs"}
 
 __all__ = [
     "ChildError",

@@ -117,7 +117,7 @@ class Family:
                 with contextlib.suppress(OSError):
                     os.close(fd)
             _labels.clear()
-            diagnose.self_label = label
+            diagnose.name_self(label)
             child_main(fn, args, kwargs, [w for _, w in pipes], self.new_group)
         for _, w in pipes:
             os.close(w)
