@@ -99,6 +99,8 @@ class Semaphore:
         except IPCTimeoutError:
             raise IPCTimeoutError(f"{self.kind} {self.name!r} not acquired within {wait:g} s",
                                   self._explain()) from None
+        except ObjectGoneError as e:
+            raise ObjectGoneError(f"{self.kind} {self.name!r}: {e}") from None
 
     def try_acquire(self) -> bool:
         """Take one unit if that needs no waiting (IPC_NOWAIT); return whether it did."""
@@ -116,7 +118,10 @@ class Semaphore:
             ObjectGoneError: the set was removed, or the handle is closed.
             LimitError: the value would exceed SEMVMX.
         """
-        semwait.release(self._handle().id, undo=self.undo)
+        try:
+            semwait.release(self._handle().id, undo=self.undo)
+        except ObjectGoneError as e:
+            raise ObjectGoneError(f"{self.kind} {self.name!r}: {e}") from None
 
     def _explain(self) -> list[str]:
         """Say who last changed the semaphore and what that process is doing now."""

@@ -59,6 +59,8 @@ class Segment:
                  mode: int = 0o600, exclusive: bool = False, readonly: bool = False):
         mode = _sysv.check_mode(mode)
         self.readonly = _sysv.check_flag(readonly, "readonly")
+        create = _sysv.check_flag(create, "create")
+        exclusive = _sysv.check_flag(exclusive, "exclusive")
         if size is not None:
             check_int(size, "size")
             if not 1 <= size <= max_size():
