@@ -4,7 +4,8 @@ Wraps semget(2) and semctl(2) (through ``sysv_ipc.Semaphore``) and
 semtimedop(2) (through :mod:`ipclab.semwait`, so every wait has a timeout that
 really fires).  Each handle uses semaphore 0 of its set, which is what PHP's
 ``sem_get``/``sem_acquire`` use too (PHP makes a set of 3; the other two are
-its bookkeeping), so Python, C and PHP can share a lock by key.
+its bookkeeping, which a handle opening such a set joins, see
+``Semaphore._join_php``), so Python, C and PHP can share a lock by key.
 
 PHP's ``sem_get($key, $max_acquire)`` is ``Semaphore(key, value=max_acquire)``;
 ``sem_acquire``/``sem_release`` are :meth:`Semaphore.acquire`/``release``.
@@ -15,11 +16,12 @@ several semaphores of one set at once (use :func:`ipclab.semwait.semop`).
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 import sysv_ipc
 
-from . import _sysv, diagnose, keys, semwait
+from . import _sysv, diagnose, keys, semwait, sysvinfo
 from ._check import check_int, check_timeout
 from .errors import IPCLabError, IPCTimeoutError, ObjectGoneError
 
@@ -62,6 +64,23 @@ class Semaphore:
         self.key, self.id = self._sem.key, self._sem.id
         self.name = key if isinstance(key, str) else _sysv.hexkey(self.key)
         _names[self.id] = self.name
+        self._php_user = None  # pid that counts as a user of a PHP set (see _join_php)
+        if not self.created and _nsems(self.id) == 3:
+            self._join_php()
+
+    def _join_php(self) -> None:
+        """Count this process as a user of a set PHP's sem_get made, as sem_get itself does.
+
+        PHP keeps a usage count in semaphore 1 (guarded by semaphore 2), and a
+        sem_get that finds itself the only user *resets semaphore 0* to its
+        max_acquire.  A Python process that did not count itself would have
+        the lock it holds reset under it by the next PHP script that starts.
+        Both increments use SEM_UNDO, so the kernel takes them back if we die.
+        """
+        ops = [(2, 0, 0), (2, 1, semwait.SEM_UNDO), (1, 1, semwait.SEM_UNDO)]
+        semwait.semop(self.id, ops, self.timeout or 30.0)
+        semwait.semop(self.id, [(2, -1, semwait.SEM_UNDO)])
+        self._php_user = os.getpid()
 
     def _handle(self):
         if self._sem is None:
@@ -140,6 +159,10 @@ class Semaphore:
 
     def close(self) -> None:
         """Forget the handle (the set stays: see :meth:`remove`); closing twice is fine."""
+        if self._php_user == os.getpid() and self._sem is not None:
+            with contextlib.suppress(IPCLabError):  # the set may be gone already
+                semwait.semop(self.id, [(1, -1, semwait.SEM_UNDO)])
+        self._php_user = None
         self._sem = None
 
     def remove(self) -> None:
@@ -153,7 +176,7 @@ class Semaphore:
         except sysv_ipc.PermissionsError:
             raise PermissionError(f"only the owner or creator may remove {self!r}") from None
         keys.unregister("sem", self.id)
-        self._sem = None
+        self._php_user = self._sem = None
 
     def __enter__(self):
         self.acquire()
@@ -164,6 +187,14 @@ class Semaphore:
 
     def __repr__(self) -> str:
         return f"<{self.kind} {self.name!r}{' closed' if self._sem is None else ''}>"
+
+
+def _nsems(ident: int) -> int | None:
+    """How many semaphores set ``ident`` has (from /proc/sysvipc/sem), or None if unknown."""
+    for obj in sysvinfo.list_objects(all_users=True):
+        if obj.kind == "sem" and obj.id == ident:
+            return obj.size
+    return None
 
 
 def _name_sets(sentence: str) -> str:

@@ -162,10 +162,15 @@ def test_open_a_php_style_set_of_three_and_use_semaphore_0():
         assert libc.semctl(semid, 1, 16, 7) == 0  # PHP's usage count, must stay untouched
         lock = Mutex(key, create=False, timeout=0.2)
         assert not lock.created and lock.id == semid
+        assert libc.semctl(semid, 1, 12) == 8  # counted as one more user, as sem_get does
         with lock:
             assert libc.semctl(semid, 0, 12) == 0  # GETVAL
             assert proc.run(lambda: lock.try_acquire(), show=False).value is False
-        assert libc.semctl(semid, 0, 12) == 1 and libc.semctl(semid, 1, 12) == 7
+        assert libc.semctl(semid, 0, 12) == 1 and libc.semctl(semid, 2, 12) == 0
+        lock.close()
+        assert libc.semctl(semid, 1, 12) == 7
+        lock.close()  # twice is fine
+        assert libc.semctl(semid, 1, 12) == 7
     finally:
         libc.semctl(semid, 0, 0)  # IPC_RMID
 
