@@ -36,6 +36,11 @@ def title(nb: nbformat.NotebookNode, path: Path) -> str:
     raise ValueError(f"{path}: the first markdown cell must hold a '# Title' heading")
 
 
+def _numbered(number: str, text: str) -> str:
+    """``"01 Pipes"``, unless the title already starts with its number (``"01 · Pipes"``)."""
+    return text if text.startswith(number) else f"{number} {text}"
+
+
 def add_navigation(folder, *, check: bool = False) -> list[Path]:
     """Put the navigation cell last in every NN_title.ipynb of ``folder``; return those changed.
 
@@ -44,7 +49,7 @@ def add_navigation(folder, *, check: bool = False) -> list[Path]:
     """
     paths = sorted(p for p in Path(folder).glob("*.ipynb") if NUMBERED.fullmatch(p.name))
     notebooks = [nbformat.read(p, as_version=4) for p in paths]
-    links = [f"[{NUMBERED.fullmatch(p.name)[1]} {title(nb, p)}]({p.name})"
+    links = [f"[{_numbered(NUMBERED.fullmatch(p.name)[1], title(nb, p))}]({p.name})"
              for p, nb in zip(paths, notebooks, strict=True)]
     changed = []
     for i, (path, nb) in enumerate(zip(paths, notebooks, strict=True)):
