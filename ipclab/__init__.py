@@ -11,6 +11,10 @@ first use so that ``import ipclab`` stays cheap:
 - :mod:`ipclab.semwait`  semop(2) with a timeout that really fires
 - :mod:`ipclab.shm`      SysV shared memory segments
 - :mod:`ipclab.sem`      SysV semaphores and a Mutex
+- :mod:`ipclab.race`     lost updates in shared memory, with and without a Mutex
+- :mod:`ipclab.timeline` who was inside a critical section when, recorded and plotted
+- :mod:`ipclab.cbuild`   compile the course's small C programs on the fly
+- :mod:`ipclab.widgets`  ipywidgets explorers for the notebooks
 - :mod:`ipclab.labs`     lab checks and the lab generator
 """
 
@@ -22,7 +26,8 @@ from .errors import ChildError, IPCLabError, IPCTimeoutError, LimitError, Object
 
 __version__ = "0.1.0"
 
-_SUBMODULES = {"proc", "diagnose", "pipes", "keys", "sysvinfo", "semwait", "shm", "sem", "labs"}
+_SUBMODULES = {"proc", "diagnose", "pipes", "keys", "sysvinfo", "semwait", "shm", "sem", "race",
+               "timeline", "cbuild", "widgets", "labs"}
 
 __all__ = [
     "ChildError",

@@ -42,6 +42,7 @@ _SYSCALLS = {
                 212: "recvmsg", 441: "epoll_pwait2"},
 }
 self_label = "parent"  # what this process is called in reports; a proc child renames itself
+_recent: dict[int, str] = {}  # pid -> label of children forked here, oldest first
 _READS = {"read", "readv", "recvfrom", "recvmsg"}
 _WRITES = {"write", "writev", "sendto", "sendmsg"}
 _STATES = {"R": "running", "S": "sleeping", "D": "in uninterruptible sleep",
@@ -96,6 +97,13 @@ def name_self(name: str) -> None:
         f.write("@" + name.encode()[:14].decode(errors="ignore"))
 
 
+def remember(pid: int, name: str) -> None:
+    """Keep the label of a child this process forked, to name it even after it exited."""
+    _recent[pid] = name
+    while len(_recent) > 256:
+        del _recent[next(iter(_recent))]
+
+
 def label(pid: int, labels: dict[int, str] | None = None) -> str:
     """Name ``pid`` for a student: its label, "parent" for this process, else "pid N (comm)"."""
     if labels and pid in labels:
@@ -105,6 +113,8 @@ def label(pid: int, labels: dict[int, str] | None = None) -> str:
     st = proc_stat(pid)
     if st and st[2].startswith("@"):
         return st[2][1:]  # a child of ours that named itself (see name_self)
+    if st is None and pid in _recent:
+        return _recent[pid]  # a child of ours (or of our parent) that has exited
     return f"pid {pid} ({st[2]})" if st else f"pid {pid}"
 
 

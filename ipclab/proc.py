@@ -122,6 +122,7 @@ class Family:
         for _, w in pipes:
             os.close(w)
         _labels[pid] = label
+        diagnose.remember(pid, label)
         self._kids.append({"pid": pid, "label": label, "fds": [r for r, _ in pipes],
                            "data": [bytearray(), bytearray(), bytearray()], "status": None})
         return pid

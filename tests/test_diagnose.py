@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from ipclab import diagnose
+from ipclab import diagnose, proc
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -117,3 +117,10 @@ def test_describe_fd_and_labels():
         diagnose.describe_fd(os.getpid(), -1)
     with pytest.raises(ValueError, match="root must be >= 1, got 0"):
         diagnose.family(0)
+
+
+def test_an_exited_child_is_still_called_by_its_label():
+    result = proc.run(lambda: os.getpid(), show=False)
+    assert diagnose.proc_stat(result.value) is None  # reaped
+    assert diagnose.label(result.value) == "child 1"
+    assert diagnose.label(2**22 + 12345) == f"pid {2**22 + 12345}"  # never ours
