@@ -15,6 +15,8 @@ first use so that ``import ipclab`` stays cheap:
 - :mod:`ipclab.timeline` who was inside a critical section when, recorded and plotted
 - :mod:`ipclab.cbuild`   compile the course's small C programs on the fly
 - :mod:`ipclab.widgets`  ipywidgets explorers for the notebooks
+- :mod:`ipclab.mq`       SysV message queues: typed messages, priorities, timed waits
+- :mod:`ipclab.queueview` look into a queue (MSG_COPY) and a queue viewer widget
 - :mod:`ipclab.labs`     lab checks and the lab generator
 """
 
@@ -27,7 +29,7 @@ from .errors import ChildError, IPCLabError, IPCTimeoutError, LimitError, Object
 __version__ = "0.1.0"
 
 _SUBMODULES = {"proc", "diagnose", "pipes", "keys", "sysvinfo", "semwait", "shm", "sem", "race",
-               "timeline", "cbuild", "widgets", "labs"}
+               "timeline", "cbuild", "widgets", "mq", "queueview", "labs"}
 
 __all__ = [
     "ChildError",

@@ -1,0 +1,344 @@
+"""SysV message queues: whole typed messages, selective receive, priorities, timed waits.
+
+Wraps msgget(2), msgsnd(2), msgrcv(2) and msgctl(2) (``IPC_STAT``, ``IPC_SET``,
+``IPC_RMID``) through ``sysv_ipc.MessageQueue``; :attr:`Queue.bytes` (msg_cbytes,
+which sysv_ipc lacks) is read from /proc/sysvipc/msg.  To look at waiting
+messages without taking them, see :func:`ipclab.queueview.peek`.
+
+Payloads are raw bytes, so C and PHP programs exchange messages with Python on
+the same key: PHP's ``msg_get_queue($key)``, ``msg_send($q, $type, $bytes,
+false)`` (PHP serializes unless the 4th argument is false) and ``msg_receive``
+are ``Queue(key)``, :meth:`Queue.send` and :meth:`Queue.receive`.
+:meth:`Queue.send_json`/:meth:`Queue.receive_json` opt in to JSON.  Nothing here
+unpickles: anyone allowed to write to a queue could send a pickle that runs code.
+
+Timeouts: sysv_ipc's send and receive either fail at once (``IPC_NOWAIT``) or
+block with no timeout.  A wait here therefore polls: it retries with
+``IPC_NOWAIT``, sleeping 50 µs, doubling up to 10 ms, until the deadline.  So a
+waiting receiver notices within 10 ms that the queue was removed, at the price
+of up to 10 ms of latency and no kernel FIFO order among waiting processes; in
+/proc a waiting process is seen sleeping (clock_nanosleep), not in msgrcv.
+
+Not handled: ``MSG_NOERROR`` (truncating), ``MSG_EXCEPT``, and POSIX queues (mq_open(3)).
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import time
+
+import sysv_ipc
+
+from . import _sysv, diagnose, keys
+from ._check import check_bytes, check_int, check_timeout
+from .errors import IPCLabError, IPCTimeoutError, LimitError, ObjectGoneError
+
+MAX_TYPE = 2**31 - 1  # sysv_ipc passes the type as a C int (PIDs fit)
+_FIRST_NAP, _LONGEST_NAP = 50e-6, 0.01
+
+
+def max_message() -> int:
+    """Return the largest message this machine allows: MSGMAX (/proc/sys/kernel/msgmax)."""
+    return _sysv.kernel_limit("msgmax")[0]
+
+
+def max_queue() -> int:
+    """Return the bytes a new queue holds: MSGMNB (/proc/sys/kernel/msgmnb)."""
+    return _sysv.kernel_limit("msgmnb")[0]
+
+
+def _check_type(value, sending: bool) -> int:
+    if sending:
+        allowed = (f"an int between 1 and {MAX_TYPE} (msgsnd needs a positive type; 0 and "
+                   f"negative types only select messages in receive)")
+    else:
+        allowed = (f"an int between {-MAX_TYPE - 1} and {MAX_TYPE} (0: the first message; "
+                   f"n > 0: the first of type n; n < 0: the lowest type up to |n|)")
+    try:
+        return check_int(value, "type", low=1 if sending else -MAX_TYPE - 1, high=MAX_TYPE)
+    except (TypeError, ValueError) as e:
+        raise e.__class__(f"type must be {allowed}, got {value!r}") from None
+
+
+def _which(type: int) -> str:
+    return "" if type == 0 else f" of type {type}" if type > 0 else f" of type 1..{-type}"
+
+
+class Queue:
+    """A SysV message queue (a context manager that removes the queue if it created it).
+
+    ``timeout`` is the default wait of :meth:`send` and :meth:`receive`; None
+    waits forever.  The queue lives until :meth:`remove` (or, if this process
+    created it, until the process exits normally: see :mod:`ipclab.keys`).
+
+    Raises (constructor):
+        TypeError, ValueError: a bad key, mode, flag or timeout.
+        FileExistsError: exclusive=True and a queue with this key exists.
+        ObjectGoneError: create=False and no queue has this key.
+        PermissionError: the queue exists but its mode does not let you in.
+    """
+
+    def __init__(self, key=None, *, create: bool = True, mode: int = 0o600,
+                 exclusive: bool = False, timeout: float | None = 60.0):
+        mode = _sysv.check_mode(mode)
+        self.timeout = check_timeout(timeout)
+        self._msgmax = max_message()
+
+        def make(k, flags):
+            return sysv_ipc.MessageQueue(k, flags, mode if flags else 0o600,
+                                         max_message_size=self._msgmax)
+
+        self._q, self.created = _sysv.open_object("msg", make, key, create=create,
+                                                  exclusive=exclusive)
+        self.key, self.id = self._q.key, self._q.id
+        self.name = key if isinstance(key, str) else _sysv.hexkey(self.key)
+        self._label = repr(key) if isinstance(key, str) else self.name
+        self.removed = False
+
+    # -- sending and receiving -----------------------------------------------------------
+
+    def send(self, data, type: int = 1, *, block: bool = True,
+             timeout: float | None = None) -> None:
+        """Put ``data`` (bytes; a str is encoded UTF-8) on the queue as one message of ``type``.
+
+        A full queue makes it wait up to ``timeout`` s (default: the handle's
+        timeout), or with ``block=False`` fail at once.
+
+        Raises:
+            TypeError, ValueError: bad data, type, block or timeout.
+            LimitError: data is longer than MSGMAX, or than the queue's max_bytes.
+            BlockingIOError: block=False and the queue is full.
+            IPCTimeoutError: still full after ``timeout`` seconds (says who last received).
+            ObjectGoneError: the queue was removed (before or while waiting), or handle closed.
+        """
+        data = check_bytes(data)
+        type = _check_type(type, sending=True)
+        wait = self._wait(block, timeout)
+        q = self._handle()
+        if len(data) > self._msgmax:
+            raise LimitError(f"a message holds at most {self._msgmax} bytes on this machine "
+                             f"(MSGMAX, /proc/sys/kernel/msgmax), got {len(data)}")
+        if len(data) > self.max_bytes:
+            raise LimitError(f"{self!r} holds at most {self.max_bytes} bytes (max_bytes), so "
+                             f"a {len(data)}-byte message could never fit")
+        self._poll(lambda: q.send(data, block=False, type=type), wait, "send", len(data))
+
+    def receive(self, type: int = 0, *, timeout: float | None = None,
+                block: bool = True) -> tuple[bytes, int]:
+        """Take the first message that ``type`` selects; return ``(data, its type)``.
+
+        ``type`` 0 takes the oldest message, n > 0 the oldest of type n, and
+        n < 0 the oldest of the lowest type up to |n| (so types are priorities).
+        An empty queue makes it wait up to ``timeout`` s (default: the handle's).
+
+        Raises:
+            TypeError, ValueError: bad type, block or timeout.
+            BlockingIOError: block=False and no such message is waiting.
+            IPCTimeoutError: none arrived within ``timeout`` seconds.
+            ObjectGoneError: the queue was removed (before or while waiting), or handle closed.
+        """
+        type = _check_type(type, sending=False)
+        wait = self._wait(block, timeout)
+        q = self._handle()
+        return self._poll(lambda: q.receive(block=False, type=type), wait, "receive", type)
+
+    def send_json(self, obj, type: int = 1, **options) -> None:
+        """Send ``obj`` as compact UTF-8 JSON; ``options`` as for :meth:`send`.
+
+        Raises:
+            TypeError: obj cannot be written as JSON.
+            others: as :meth:`send`.
+        """
+        try:
+            data = json.dumps(obj, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+        except (TypeError, ValueError) as e:
+            raise TypeError(f"obj must be made of dict, list, str, int, float, bool and None "
+                            f"to be sent as JSON: {e}") from None
+        self.send(data, type, **options)
+
+    def receive_json(self, type: int = 0, **options) -> tuple[object, int]:
+        """Take a message as for :meth:`receive` and decode it as JSON: ``(obj, type)``.
+
+        Raises:
+            ValueError: the message taken is not UTF-8 JSON (it is gone from the queue).
+            others: as :meth:`receive`.
+        """
+        data, got = self.receive(type, **options)
+        try:
+            return json.loads(data), got
+        except ValueError:
+            raise ValueError(f"the message of type {got} taken from {self!r} is not JSON: "
+                             f"{data[:40]!r}") from None
+
+    def _wait(self, block, timeout) -> float | None:
+        """Return how long to wait: 0 for block=False, None for ever."""
+        if not _sysv.check_flag(block, "block"):
+            if timeout is not None:
+                raise ValueError(f"timeout only applies when block=True, got block=False "
+                                 f"with timeout={timeout!r}")
+            return 0.0
+        return self.timeout if timeout is None else check_timeout(timeout)
+
+    def _poll(self, attempt, wait, op: str, arg):
+        deadline = None if wait is None else time.monotonic() + wait
+        nap = _FIRST_NAP
+        while True:
+            try:
+                return attempt()
+            except sysv_ipc.BusyError:
+                pass
+            except sysv_ipc.ExistentialError:
+                raise ObjectGoneError(self._gone()) from None
+            except sysv_ipc.PermissionsError:
+                raise PermissionError(errno.EACCES, f"{self!r}: this user may not {op} (check "
+                                      f"the queue's mode)") from None
+            except OSError as e:  # sysv_ipc passes msgsnd's EINVAL (no such queue) on
+                if e.errno == errno.EINVAL:
+                    raise ObjectGoneError(self._gone()) from None
+                if e.errno != errno.E2BIG:
+                    raise
+                raise LimitError(f"{self!r}: a waiting message is longer than {self._msgmax} "
+                                 f"bytes (was MSGMAX raised since the queue was opened?)") \
+                    from None
+            now = time.monotonic()
+            if wait == 0:
+                what = f"the queue is full: {self._fullness(arg)}" if op == "send" else \
+                    f"no message{_which(arg)} is waiting"
+                raise BlockingIOError(errno.EAGAIN if op == "send" else errno.ENOMSG,
+                                      f"{self!r}: {what} (block=False)")
+            if deadline is not None and now >= deadline:
+                raise self._timeout(op, arg, wait)
+            time.sleep(nap if deadline is None else min(nap, deadline - now))
+            nap = min(2 * nap, _LONGEST_NAP)
+
+    # -- what is in the queue ------------------------------------------------------------
+
+    def _stat(self, attribute: str):
+        try:
+            return getattr(self._handle(), attribute)
+        except sysv_ipc.ExistentialError:
+            raise ObjectGoneError(self._gone()) from None
+
+    @property
+    def count(self) -> int:
+        """How many messages are waiting (msg_qnum)."""
+        return self._stat("current_messages")
+
+    @property
+    def bytes(self) -> int:
+        """How many bytes of messages are waiting (msg_cbytes, from /proc/sysvipc/msg)."""
+        self._handle()
+        with open("/proc/sysvipc/msg") as f:
+            header, *rows = (line.split() for line in f)
+        for row in rows:
+            if int(row[header.index("msqid")]) == self.id:
+                return int(row[header.index("cbytes")])
+        raise ObjectGoneError(self._gone())
+
+    @property
+    def max_bytes(self) -> int:
+        """How many bytes the queue holds (msg_qbytes, MSGMNB when created); may be lowered.
+
+        The kernel also counts every message as (at least) one byte of it, so
+        at most ``max_bytes`` messages fit, however short.
+        """
+        return self._stat("max_size")
+
+    @max_bytes.setter
+    def max_bytes(self, value: int) -> None:
+        value = check_int(value, "max_bytes", low=1)
+        try:
+            self._handle().max_size = value  # msgctl(IPC_SET)
+        except sysv_ipc.PermissionsError:
+            raise PermissionError(errno.EPERM, f"max_bytes can be set only by the queue's "
+                                  f"owner, and above MSGMNB ({max_queue()}) only with "
+                                  f"CAP_SYS_RESOURCE, got {value}") from None
+        except sysv_ipc.ExistentialError:
+            raise ObjectGoneError(self._gone()) from None
+
+    # -- explaining a wait ---------------------------------------------------------------
+
+    def _fullness(self, size: int) -> str:
+        count, used, cap = self.count, self.bytes, self.max_bytes
+        if used + size > cap:
+            return (f"it holds {used} of its {cap} bytes ({_count(count)}), and "
+                    f"{size} more do not fit")
+        return (f"it holds {_count(count)}, as many as its {cap} bytes allow (the kernel "
+                f"counts each message as a byte of max_bytes)")
+
+    def _timeout(self, op: str, arg, wait) -> IPCTimeoutError:
+        try:
+            if op == "send":
+                lines = [f"the queue is full: {self._fullness(arg)}"]
+                lines.append(_last("receive from", "received from", self._q.last_receive_pid))
+            else:
+                held = self.count
+                lines = ["the queue is empty" if not held else
+                         f"it holds {_count(held)}, none{_which(arg)}"]
+                lines.append(_last("send to", "sent to", self._q.last_send_pid))
+        except (sysv_ipc.Error, IPCLabError):
+            lines = []
+        what = f"could not send {arg} bytes" if op == "send" else f"no message{_which(arg)} came"
+        return IPCTimeoutError(f"{self!r}: {what} within {wait:g} s", lines)
+
+    # -- lifetime ------------------------------------------------------------------------
+
+    def _handle(self):
+        if self._q is None:
+            raise ObjectGoneError(self._gone() if self.removed else
+                                  f"this handle of message queue {self._label} is closed")
+        return self._q
+
+    def _gone(self) -> str:
+        return f"message queue {self._label} was removed (IPC_RMID); its messages are gone"
+
+    @property
+    def closed(self) -> bool:
+        return self._q is None
+
+    def close(self) -> None:
+        """Forget the handle (the queue stays: see :meth:`remove`); closing twice is fine."""
+        self._q = None
+
+    def remove(self) -> None:
+        """Remove the queue and its messages (IPC_RMID); waiting processes fail.  Twice is fine.
+
+        Raises:
+            PermissionError: it belongs to another user.
+        """
+        if not self.removed:
+            try:
+                _sysv.remove_quietly(lambda: sysv_ipc.remove_message_queue(self.id))
+            except sysv_ipc.PermissionsError:
+                raise PermissionError(f"only the owner or creator may remove {self!r}") \
+                    from None
+            keys.unregister("msg", self.id)
+        self.removed, self._q = True, None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        if self.created:
+            self.remove()
+        self.close()
+
+    def __repr__(self) -> str:
+        state = " removed" if self.removed else " closed" if self._q is None else ""
+        return f"<Queue {self._label}{state}>"
+
+
+def _count(n: int) -> str:
+    return f"{n} message" + ("" if n == 1 else "s")
+
+
+def _last(verb: str, done: str, pid: int) -> str:
+    """Say which process last did ``verb`` (from msg_lspid/msg_lrpid) and whether it lives."""
+    if not pid:
+        return f"no process has {done} it yet"
+    who = diagnose.label(pid)
+    state = " (this process)" if pid == os.getpid() else \
+        " (still running)" if diagnose.proc_stat(pid) else " (it has exited)"
+    return f"the last process to {verb} it was {who}{state}"
