@@ -2,7 +2,9 @@
 
 import os
 import traceback
+from pathlib import Path
 
+import nbformat
 import sysv_ipc
 
 
@@ -35,3 +37,26 @@ def remove_quietly(obj):
         obj.remove()
     except sysv_ipc.ExistentialError:
         pass
+
+
+SOLUTIONS = Path(__file__).resolve().parent.parent / "solutions"
+
+
+def run_code_cells(nb, path="notebook") -> dict:
+    """Run a notebook's code cells, except the check cells, in a fresh namespace; return it."""
+    namespace = {}
+    for cell in nb.cells:
+        if cell.cell_type == "code" and "check_" not in cell.source:
+            exec(compile(cell.source, str(path), "exec"), namespace)  # noqa: S102
+    return namespace
+
+
+def load_solution(name: str) -> dict:
+    """The functions and classes a lab's solution notebook defines, as the course ships them."""
+    path = SOLUTIONS / name
+    return run_code_cells(nbformat.read(path, as_version=4), path)
+
+
+def failed(score) -> dict:
+    """The checks of ``score`` that failed: name -> what the scorecard said."""
+    return {name: detail for name, _, earned, detail in score.lines if not earned}

@@ -5,30 +5,20 @@ run in a fresh namespace), so what the course ships is what is tested.
 """
 
 import os
-from pathlib import Path
 
-import nbformat
 import pytest
+from _helpers import failed, load_solution
 
 from ipclab import proc
 from ipclab.labs import lab01
 from ipclab.labs.scorecard import Check, run_checks
 
 pytestmark = pytest.mark.timeout(120)
-SOLUTION = Path(__file__).resolve().parent.parent / "solutions" / "lab01_pipes.ipynb"
 
 
 @pytest.fixture(scope="module")
 def solution():
-    namespace = {}
-    for cell in nbformat.read(SOLUTION, as_version=4).cells:
-        if cell.cell_type == "code" and "check_" not in cell.source:
-            exec(compile(cell.source, str(SOLUTION), "exec"), namespace)  # noqa: S102
-    return namespace
-
-
-def failed(score):
-    return {name: detail for name, _, earned, detail in score.lines if not earned}
+    return load_solution("lab01_pipes.ipynb")
 
 
 def test_solution_gets_full_marks(solution, capsys):

@@ -7,10 +7,9 @@ cells, run in a fresh namespace), so what the course ships is what is tested.
 
 import struct
 import time
-from pathlib import Path
 
-import nbformat
 import pytest
+from _helpers import failed, load_solution
 
 from ipclab import leaks, shm
 from ipclab.errors import ObjectGoneError
@@ -18,21 +17,12 @@ from ipclab.labs import lab02
 from ipclab.labs.scorecard import Check, run_checks
 
 pytestmark = pytest.mark.timeout(120)
-SOLUTION = Path(__file__).resolve().parent.parent / "solutions" / "lab02_shared_memory.ipynb"
 RECORD = lab02.RECORD
 
 
 @pytest.fixture(scope="module")
 def solution():
-    namespace = {}
-    for cell in nbformat.read(SOLUTION, as_version=4).cells:
-        if cell.cell_type == "code" and "check_" not in cell.source:
-            exec(compile(cell.source, str(SOLUTION), "exec"), namespace)  # noqa: S102
-    return namespace
-
-
-def failed(score):
-    return {name: detail for name, _, earned, detail in score.lines if not earned}
+    return load_solution("lab02_shared_memory.ipynb")
 
 
 def named(score, *parts):

@@ -13,6 +13,7 @@ from pathlib import Path
 import nbformat
 import pytest
 import sysv_ipc
+from _helpers import failed, run_code_cells
 
 from ipclab import semwait, sysvinfo
 from ipclab.labs import generate, lab03
@@ -31,21 +32,9 @@ ROUNDS = "4 processes, 100 rounds: nobody passes a round before all arrived"
 MISSING = "a process that never comes: wait() raises TimeoutError"
 
 
-def _code(nb):
-    namespace = {}
-    for cell in nb.cells:
-        if cell.cell_type == "code" and "check_" not in cell.source:
-            exec(compile(cell.source, str(SOLUTION), "exec"), namespace)  # noqa: S102
-    return namespace
-
-
 @pytest.fixture(scope="module")
 def solution():
-    return _code(nbformat.read(SOLUTION, as_version=4))
-
-
-def failed(score):
-    return {name: detail for name, _, earned, detail in score.lines if not earned}
+    return run_code_cells(nbformat.read(SOLUTION, as_version=4), SOLUTION)
 
 
 def quick(checks, timeout):
@@ -62,7 +51,7 @@ def test_solution_gets_full_marks(solution, capsys):
 
 
 def test_untouched_lab_scores_zero_without_raising():
-    lab = _code(generate.make_lab(nbformat.read(SOLUTION, as_version=4)))
+    lab = run_code_cells(generate.make_lab(nbformat.read(SOLUTION, as_version=4)), SOLUTION)
     for score in (lab03.check_bounded_buffer(lab["BoundedBuffer"]),
                   lab03.check_barrier(lab["Barrier"])):
         details = list(failed(score).values())

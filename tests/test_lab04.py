@@ -8,10 +8,9 @@ fails a test that leaves a queue or a process behind, including after a hang.
 
 import os
 import time
-from pathlib import Path
 
-import nbformat
 import pytest
+from _helpers import failed, load_solution
 
 from ipclab import proc
 from ipclab.labs import lab04
@@ -19,20 +18,11 @@ from ipclab.labs.lab04 import REQUEST, RESULTS, STOP
 from ipclab.labs.scorecard import Check, run_checks
 
 pytestmark = pytest.mark.timeout(240)
-SOLUTION = Path(__file__).resolve().parent.parent / "solutions" / "lab04_message_queues.ipynb"
 
 
 @pytest.fixture(scope="module")
 def solution():
-    namespace = {}
-    for cell in nbformat.read(SOLUTION, as_version=4).cells:
-        if cell.cell_type == "code" and "check_" not in cell.source:
-            exec(compile(cell.source, str(SOLUTION), "exec"), namespace)  # noqa: S102
-    return namespace
-
-
-def failed(score):
-    return {name: detail for name, _, earned, detail in score.lines if not earned}
+    return load_solution("lab04_message_queues.ipynb")
 
 
 def names(checks, *words):
