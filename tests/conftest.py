@@ -7,7 +7,7 @@ up here as a leak."""
 
 import pytest
 
-from ipclab import leaks
+from ipclab import leaks, mq
 
 
 @pytest.fixture(autouse=True)
@@ -20,3 +20,11 @@ def no_leaks():
         report = leaks.describe(objects, kids)
         leaks.kill_children(kids)
         pytest.fail(f"the test left behind:\n{report}", pytrace=False)
+
+
+@pytest.fixture
+def queue():
+    """A fresh private message queue with a 5 s default timeout, removed after the test."""
+    q = mq.Queue(timeout=5)
+    yield q
+    q.remove()

@@ -19,13 +19,6 @@ from ipclab.errors import IPCTimeoutError, LimitError, ObjectGoneError
 pytestmark = pytest.mark.timeout(60)
 
 
-@pytest.fixture
-def queue():
-    q = mq.Queue(timeout=5)
-    yield q
-    q.remove()
-
-
 def exists(ident: int) -> bool:
     return any(o.kind == "msg" and o.id == ident for o in sysvinfo.list_objects())
 

@@ -15,13 +15,6 @@ pytestmark = pytest.mark.timeout(60)
 
 
 @pytest.fixture
-def queue():
-    q = mq.Queue(timeout=5)
-    yield q
-    q.remove()
-
-
-@pytest.fixture
 def no_msg_copy(monkeypatch):
     """Pretend the kernel was built without CONFIG_CHECKPOINT_RESTORE."""
     def msgrcv(*args):
