@@ -12,12 +12,8 @@ are ``Queue(key)``, :meth:`Queue.send` and :meth:`Queue.receive`.
 :meth:`Queue.send_json`/:meth:`Queue.receive_json` opt in to JSON.  Nothing here
 unpickles: anyone allowed to write to a queue could send a pickle that runs code.
 
-Timeouts: sysv_ipc's send and receive either fail at once (``IPC_NOWAIT``) or
-block with no timeout.  A wait here therefore polls: it retries with
-``IPC_NOWAIT``, sleeping 50 µs, doubling up to 10 ms, until the deadline.  So a
-waiting receiver notices within 10 ms that the queue was removed, at the price
-of up to 10 ms of latency and no kernel FIFO order among waiting processes; in
-/proc a waiting process is seen sleeping (clock_nanosleep), not in msgrcv.
+Timed waits poll msgsnd/msgrcv with ``IPC_NOWAIT`` (sysv_ipc cannot block with
+a timeout); how, and what that costs, is in :mod:`ipclab._mqwait`.
 
 Not handled: ``MSG_NOERROR`` (truncating), ``MSG_EXCEPT``, and POSIX queues (mq_open(3)).
 """
@@ -26,17 +22,14 @@ from __future__ import annotations
 
 import errno
 import json
-import os
-import time
 
 import sysv_ipc
 
-from . import _sysv, diagnose, keys
+from . import _mqwait, _sysv, keys
 from ._check import check_bytes, check_int, check_timeout
-from .errors import IPCLabError, IPCTimeoutError, LimitError, ObjectGoneError
+from .errors import LimitError, ObjectGoneError
 
 MAX_TYPE = 2**31 - 1  # sysv_ipc passes the type as a C int (PIDs fit)
-_FIRST_NAP, _LONGEST_NAP = 50e-6, 0.01
 
 
 def max_message() -> int:
@@ -60,10 +53,6 @@ def _check_type(value, sending: bool) -> int:
         return check_int(value, "type", low=1 if sending else -MAX_TYPE - 1, high=MAX_TYPE)
     except (TypeError, ValueError) as e:
         raise e.__class__(f"type must be {allowed}, got {value!r}") from None
-
-
-def _which(type: int) -> str:
-    return "" if type == 0 else f" of type {type}" if type > 0 else f" of type 1..{-type}"
 
 
 class Queue:
@@ -123,7 +112,8 @@ class Queue:
         if len(data) > self.max_bytes:
             raise LimitError(f"{self!r} holds at most {self.max_bytes} bytes (max_bytes), so "
                              f"a {len(data)}-byte message could never fit")
-        self._poll(lambda: q.send(data, block=False, type=type), wait, "send", len(data))
+        _mqwait.poll(self, lambda: q.send(data, block=False, type=type), wait, "send",
+                     len(data))
 
     def receive(self, type: int = 0, *, timeout: float | None = None,
                 block: bool = True) -> tuple[bytes, int]:
@@ -142,7 +132,8 @@ class Queue:
         type = _check_type(type, sending=False)
         wait = self._wait(block, timeout)
         q = self._handle()
-        return self._poll(lambda: q.receive(block=False, type=type), wait, "receive", type)
+        return _mqwait.poll(self, lambda: q.receive(block=False, type=type), wait, "receive",
+                            type)
 
     def send_json(self, obj, type: int = 1, **options) -> None:
         """Send ``obj`` as compact UTF-8 JSON; ``options`` as for :meth:`send`.
@@ -180,38 +171,6 @@ class Queue:
                                  f"with timeout={timeout!r}")
             return 0.0
         return self.timeout if timeout is None else check_timeout(timeout)
-
-    def _poll(self, attempt, wait, op: str, arg):
-        deadline = None if wait is None else time.monotonic() + wait
-        nap = _FIRST_NAP
-        while True:
-            try:
-                return attempt()
-            except sysv_ipc.BusyError:
-                pass
-            except sysv_ipc.ExistentialError:
-                raise ObjectGoneError(self._gone()) from None
-            except sysv_ipc.PermissionsError:
-                raise PermissionError(errno.EACCES, f"{self!r}: this user may not {op} (check "
-                                      f"the queue's mode)") from None
-            except OSError as e:  # sysv_ipc passes msgsnd's EINVAL (no such queue) on
-                if e.errno == errno.EINVAL:
-                    raise ObjectGoneError(self._gone()) from None
-                if e.errno != errno.E2BIG:
-                    raise
-                raise LimitError(f"{self!r}: a waiting message is longer than {self._msgmax} "
-                                 f"bytes (was MSGMAX raised since the queue was opened?)") \
-                    from None
-            now = time.monotonic()
-            if wait == 0:
-                what = f"the queue is full: {self._fullness(arg)}" if op == "send" else \
-                    f"no message{_which(arg)} is waiting"
-                raise BlockingIOError(errno.EAGAIN if op == "send" else errno.ENOMSG,
-                                      f"{self!r}: {what} (block=False)")
-            if deadline is not None and now >= deadline:
-                raise self._timeout(op, arg, wait)
-            time.sleep(nap if deadline is None else min(nap, deadline - now))
-            nap = min(2 * nap, _LONGEST_NAP)
 
     # -- what is in the queue ------------------------------------------------------------
 
@@ -257,31 +216,6 @@ class Queue:
                                   f"CAP_SYS_RESOURCE, got {value}") from None
         except sysv_ipc.ExistentialError:
             raise ObjectGoneError(self._gone()) from None
-
-    # -- explaining a wait ---------------------------------------------------------------
-
-    def _fullness(self, size: int) -> str:
-        count, used, cap = self.count, self.bytes, self.max_bytes
-        if used + size > cap:
-            return (f"it holds {used} of its {cap} bytes ({_count(count)}), and "
-                    f"{size} more do not fit")
-        return (f"it holds {_count(count)}, as many as its {cap} bytes allow (the kernel "
-                f"counts each message as a byte of max_bytes)")
-
-    def _timeout(self, op: str, arg, wait) -> IPCTimeoutError:
-        try:
-            if op == "send":
-                lines = [f"the queue is full: {self._fullness(arg)}"]
-                lines.append(_last("receive from", "received from", self._q.last_receive_pid))
-            else:
-                held = self.count
-                lines = ["the queue is empty" if not held else
-                         f"it holds {_count(held)}, none{_which(arg)}"]
-                lines.append(_last("send to", "sent to", self._q.last_send_pid))
-        except (sysv_ipc.Error, IPCLabError):
-            lines = []
-        what = f"could not send {arg} bytes" if op == "send" else f"no message{_which(arg)} came"
-        return IPCTimeoutError(f"{self!r}: {what} within {wait:g} s", lines)
 
     # -- lifetime ------------------------------------------------------------------------
 
@@ -329,16 +263,3 @@ class Queue:
         state = " removed" if self.removed else " closed" if self._q is None else ""
         return f"<Queue {self._label}{state}>"
 
-
-def _count(n: int) -> str:
-    return f"{n} message" + ("" if n == 1 else "s")
-
-
-def _last(verb: str, done: str, pid: int) -> str:
-    """Say which process last did ``verb`` (from msg_lspid/msg_lrpid) and whether it lives."""
-    if not pid:
-        return f"no process has {done} it yet"
-    who = diagnose.label(pid)
-    state = " (this process)" if pid == os.getpid() else \
-        " (still running)" if diagnose.proc_stat(pid) else " (it has exited)"
-    return f"the last process to {verb} it was {who}{state}"

@@ -23,7 +23,7 @@ import errno
 import functools
 import html
 
-from . import mq
+from . import _mqwait, mq
 from ._check import check_int
 from .errors import IPCLabError, ObjectGoneError
 
@@ -170,7 +170,7 @@ def _viewer_class():
             else:
                 for data, kind in messages:
                     self.groups.setdefault(kind, []).append(data)
-                self.lines = [f"{mq._count(len(messages))} waiting"]
+                self.lines = [f"{_mqwait.messages_phrase(len(messages))} waiting"]
                 for kind in sorted(self.groups):
                     group = self.groups[kind]
                     more = f" (+{len(group) - self.shown} more)" if len(group) > self.shown else ""
@@ -180,7 +180,8 @@ def _viewer_class():
 
         def _counts(self) -> str:
             try:
-                return f"{mq._count(self.queue.count)} waiting ({self.queue.bytes} bytes)"
+                count = _mqwait.messages_phrase(self.queue.count)
+                return f"{count} waiting ({self.queue.bytes} bytes)"
             except (OSError, IPCLabError) as e:
                 return str(e)
 

@@ -1,0 +1,121 @@
+"""How a :class:`ipclab.mq.Queue` waits: msgsnd(2)/msgrcv(2) with ``IPC_NOWAIT``, polled.
+
+Why poll?  sysv_ipc's send and receive either fail at once (``IPC_NOWAIT``,
+raising ``BusyError``) or block in msgsnd(2)/msgrcv(2) with no timeout, and a
+student's queue that never fills or empties must not freeze a notebook kernel.
+So a wait here retries with ``IPC_NOWAIT``, sleeping 50 µs, doubling up to
+10 ms, until the deadline.  A waiting receiver therefore notices within 10 ms
+that the queue was removed, at the price of up to 10 ms of latency and no
+kernel FIFO order among waiting processes; in /proc a waiting process is seen
+sleeping (clock_nanosleep), not in msgrcv.
+
+When the wait fails, the error explains it: how full the queue is (msg_qnum,
+msg_cbytes, msg_qbytes) and which process last sent or received
+(msg_lspid/msg_lrpid from msgctl(2) ``IPC_STAT``) and whether it still runs.
+Argument checks are the caller's (:mod:`ipclab.mq`); nothing here is public.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import time
+
+import sysv_ipc
+
+from . import diagnose
+from .errors import IPCLabError, IPCTimeoutError, LimitError, ObjectGoneError
+
+_FIRST_NAP, _LONGEST_NAP = 50e-6, 0.01
+
+
+def poll(queue, attempt, wait: float | None, op: str, arg):
+    """Call ``attempt`` (an ``IPC_NOWAIT`` send or receive on ``queue``) until it succeeds.
+
+    ``wait`` is 0 (try once), None (for ever) or seconds; ``op`` is "send"
+    (``arg``: the message's size) or "receive" (``arg``: the type asked for).
+
+    Raises:
+        BlockingIOError: wait == 0 and the queue is full / has no such message.
+        IPCTimeoutError: still so after ``wait`` seconds (says why, and who is to blame).
+        ObjectGoneError: the queue was removed (before or while waiting).
+        PermissionError: the queue's mode does not allow ``op``.
+        LimitError: a waiting message is longer than the receive buffer (MSGMAX).
+    """
+    deadline = None if wait is None else time.monotonic() + wait
+    nap = _FIRST_NAP
+    while True:
+        try:
+            return attempt()
+        except sysv_ipc.BusyError:
+            pass
+        except sysv_ipc.ExistentialError:
+            raise ObjectGoneError(queue._gone()) from None
+        except sysv_ipc.PermissionsError:
+            raise PermissionError(errno.EACCES, f"{queue!r}: this user may not {op} (check "
+                                  f"the queue's mode)") from None
+        except OSError as e:  # sysv_ipc passes msgsnd's EINVAL (no such queue) on
+            if e.errno == errno.EINVAL:
+                raise ObjectGoneError(queue._gone()) from None
+            if e.errno != errno.E2BIG:
+                raise
+            raise LimitError(f"{queue!r}: a waiting message is longer than {queue._msgmax} "
+                             f"bytes (was MSGMAX raised since the queue was opened?)") \
+                from None
+        now = time.monotonic()
+        if wait == 0:
+            what = f"the queue is full: {_fullness(queue, arg)}" if op == "send" else \
+                f"no message{_which(arg)} is waiting"
+            raise BlockingIOError(errno.EAGAIN if op == "send" else errno.ENOMSG,
+                                  f"{queue!r}: {what} (block=False)")
+        if deadline is not None and now >= deadline:
+            raise _timeout(queue, op, arg, wait)
+        time.sleep(nap if deadline is None else min(nap, deadline - now))
+        nap = min(2 * nap, _LONGEST_NAP)
+
+
+# -- explaining a wait -------------------------------------------------------------------
+
+
+def _fullness(queue, size: int) -> str:
+    count, used, cap = queue.count, queue.bytes, queue.max_bytes
+    if used + size > cap:
+        return (f"it holds {used} of its {cap} bytes ({messages_phrase(count)}), and "
+                f"{size} more do not fit")
+    return (f"it holds {messages_phrase(count)}, as many as its {cap} bytes allow (the kernel "
+            f"counts each message as a byte of max_bytes)")
+
+
+def _timeout(queue, op: str, arg, wait) -> IPCTimeoutError:
+    try:
+        if op == "send":
+            lines = [f"the queue is full: {_fullness(queue, arg)}"]
+            lines.append(_last("receive from", "received from", queue._q.last_receive_pid))
+        else:
+            held = queue.count
+            lines = ["the queue is empty" if not held else
+                     f"it holds {messages_phrase(held)}, none{_which(arg)}"]
+            lines.append(_last("send to", "sent to", queue._q.last_send_pid))
+    except (sysv_ipc.Error, IPCLabError):
+        lines = []
+    what = f"could not send {arg} bytes" if op == "send" else f"no message{_which(arg)} came"
+    return IPCTimeoutError(f"{queue!r}: {what} within {wait:g} s", lines)
+
+
+def messages_phrase(n: int) -> str:
+    """``"1 message"``, ``"3 messages"``."""
+    return f"{n} message" + ("" if n == 1 else "s")
+
+
+def _which(type: int) -> str:
+    return "" if type == 0 else f" of type {type}" if type > 0 else f" of type 1..{-type}"
+
+
+def _last(verb: str, done: str, pid: int) -> str:
+    """Say which process last did ``verb`` (from msg_lspid/msg_lrpid) and whether it lives."""
+    if not pid:
+        return f"no process has {done} it yet"
+    who = diagnose.label(pid)
+    state = " (this process)" if pid == os.getpid() else \
+        " (still running)" if diagnose.proc_stat(pid) else " (it has exited)"
+    return f"the last process to {verb} it was {who}{state}"
