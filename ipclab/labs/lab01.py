@@ -11,23 +11,13 @@ from __future__ import annotations
 
 import os
 
-from .. import leaks
 from .scorecard import Check, run_checks
-
-
-def _fds() -> set[int]:
-    return {int(fd) for fd in os.listdir("/proc/self/fd")}
+from .support import tidy
 
 
 def _tidy(call):
     """Run ``call()`` and assert it left no child, zombie or open descriptor behind."""
-    before = _fds()
-    value = call()
-    kids = leaks.children()
-    assert not kids, f"{len(kids)} child process(es) left running or unreaped (call waitpid)"
-    extra = _fds() - before
-    assert not extra, f"{len(extra)} file descriptor(s) left open (close every pipe end)"
-    return value
+    return tidy(call, fds=True, reap="call waitpid")
 
 
 def _expect(fn, commands, data, output, statuses):

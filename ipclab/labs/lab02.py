@@ -8,61 +8,21 @@ score)`` and ``ring_latest(seg, n)``, which keep a ring of such records: a
 in record ``1 + i % N``.  Writers and readers run in separate processes
 (shmat(2) of the same key), so a value kept in an ordinary variable instead of
 the segment fails.  The segments are made by the grading process before the
-checks fork, and removed (shmctl(2) ``IPC_RMID``) after them, so a check that
-is killed, or code that raises, leaves nothing behind.
+checks fork, and removed (shmctl(2) ``IPC_RMID``) after them
+(:class:`ipclab.labs.support.Segments`), so a check that is killed, or code
+that raises, leaves nothing behind.
 """
 
 from __future__ import annotations
 
 import struct
 
-from .. import proc, shm
 from .scorecard import Check, run_checks
+from .support import Segments, by_key, elsewhere
 
 RECORD = struct.Struct("<16sd")  # name: 16 bytes of UTF-8 padded with NULs; score: a double
 COUNTER = struct.Struct("<Q")  # the ring's header: records appended so far
 WRITERS = 10  # processes that take turns appending in the "many records" check
-
-
-class Segments:
-    """Fresh segments for the checks, removed on leaving the ``with`` block whatever happened.
-
-    Raises (``new``):
-        as :class:`ipclab.shm.Segment`.
-    """
-
-    def __init__(self):
-        self._made: list[shm.Segment] = []
-
-    def new(self, size: int) -> shm.Segment:
-        seg = shm.Segment(None, size)
-        self._made.append(seg)
-        return seg
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        made, self._made = self._made, []
-        for seg in made:  # marked first: each is freed at its last detach, whatever follows
-            seg.remove()
-        for seg in made:
-            seg.close()
-
-
-def _elsewhere(fn, *args):
-    """Run ``fn(*args)`` in another process; return its value, or fail with what it did."""
-    result = proc.run(fn, *args, timeout=5, show=False)
-    if result.ok:
-        return result.value
-    if result.error and result.error["type"] == "NotImplementedError":
-        raise NotImplementedError()
-    raise AssertionError(f"in another process, your code {result.outcome()}")
-
-
-def _by_key(seg, fn, *args):
-    """Call ``fn(handle, *args)`` in another process, on a handle opened by ``seg``'s key."""
-    return _elsewhere(lambda: fn(shm.Segment(seg.key, create=False), *args))
 
 
 def _same(got, want, what: str):
@@ -112,8 +72,8 @@ def record_checks(put_record, get_record, segments: Segments) -> list[Check]:
         _same(read_four(ten[0]), PEOPLE_READ, "get_record(seg, 0..3)")
 
     def across_processes():
-        _elsewhere(write_people, ten[1])
-        _same(_by_key(ten[1], read_four), PEOPLE_READ, "another process's get_record(seg, 0..3)")
+        elsewhere(write_people, ten[1])
+        _same(by_key(ten[1], read_four), PEOPLE_READ, "another process's get_record(seg, 0..3)")
 
     def layout():
         seg = ten[2]
@@ -192,27 +152,27 @@ def ring_checks(ring_append, ring_latest, segments: Segments) -> list[Check]:
         _same(ring_latest(four[0], 3), [], "ring_latest(seg, 3) of an empty ring")
 
     def a_few():
-        _elsewhere(append, four[1], records[:3])
-        _same(_by_key(four[1], ring_latest, 3), records[:3], "ring_latest(seg, 3) after 3 appends")
-        _same(_by_key(four[1], ring_latest, 2), records[1:3], "ring_latest(seg, 2) after 3 appends")
-        _same(_by_key(four[1], ring_latest, 0), [], "ring_latest(seg, 0)")
+        elsewhere(append, four[1], records[:3])
+        _same(by_key(four[1], ring_latest, 3), records[:3], "ring_latest(seg, 3) after 3 appends")
+        _same(by_key(four[1], ring_latest, 2), records[1:3], "ring_latest(seg, 2) after 3 appends")
+        _same(by_key(four[1], ring_latest, 0), [], "ring_latest(seg, 0)")
 
     def more_than_stored():
-        _elsewhere(append, four[2], records[:2])
-        _same(_by_key(four[2], ring_latest, 4), records[:2], "ring_latest(seg, 4) after 2 appends")
+        elsewhere(append, four[2], records[:2])
+        _same(by_key(four[2], ring_latest, 4), records[:2], "ring_latest(seg, 4) after 2 appends")
 
     def wraparound():
         seg = four[3]
         for done, stop in [(0, 4), (4, 5), (5, 10)]:
-            _elsewhere(append, seg, records[done:stop])
+            elsewhere(append, seg, records[done:stop])
             kept = records[max(0, stop - 4):stop]
-            _same(_by_key(seg, ring_latest, 4), kept, f"ring_latest(seg, 4) after {stop} appends")
-            _same(_by_key(seg, ring_latest, 99), kept, f"ring_latest(seg, 99) after {stop} appends")
-        _same(_by_key(seg, ring_latest, 1), records[9:], "ring_latest(seg, 1) after 10 appends")
+            _same(by_key(seg, ring_latest, 4), kept, f"ring_latest(seg, 4) after {stop} appends")
+            _same(by_key(seg, ring_latest, 99), kept, f"ring_latest(seg, 99) after {stop} appends")
+        _same(by_key(seg, ring_latest, 1), records[9:], "ring_latest(seg, 1) after 10 appends")
 
     def layout():
         seg = four[4]
-        _elsewhere(append, seg, records[:6])
+        elsewhere(append, seg, records[:6])
         count = COUNTER.unpack(seg.read(0, COUNTER.size))[0]
         assert count == 6, f"bytes 0..7 hold {count} as '<Q', expected 6 (records appended)"
         for i in (4, 5, 2, 3):
@@ -225,9 +185,9 @@ def ring_checks(ring_append, ring_latest, segments: Segments) -> list[Check]:
         per = 100
         for w in range(WRITERS):  # one after the other: no two write at once
             batch = [(f"w{w}-{k}", float(w * per + k)) for k in range(per)]
-            _by_key(fifty, append, batch)
+            by_key(fifty, append, batch)
         want = [(f"w{i // per}-{i % per}", float(i)) for i in range(WRITERS * per)][-50:]
-        _same(_by_key(fifty, ring_latest, 50), want, f"ring_latest(seg, 50) after {WRITERS * per}")
+        _same(by_key(fifty, ring_latest, 50), want, f"ring_latest(seg, 50) after {WRITERS * per}")
         count = COUNTER.unpack(fifty.read(0, COUNTER.size))[0]
         assert count == WRITERS * per, f"the counter is {count}, expected {WRITERS * per}"
 

@@ -7,110 +7,25 @@ The student writes ``BoundedBuffer(slots, item_size)`` (``put``, ``get``,
 semtimedop(2) underneath) and judge only behaviour.
 
 Cleanup: a check runs in a child that is killed if it hangs, and a killed
-process never runs ipclab's exit-time cleanup.  So while a check runs,
-``ipclab.keys.register`` (which every ipclab object this process or its
-children create goes through) is wrapped to also append ``kind id key`` to a
-file the checker holds; before the next check, and after the last, each
-recorded object that still exists with that id *and* key is removed
-(shmctl/semctl ``IPC_RMID``).  Objects the student's code merely opened, or made
-without ipclab, are not recorded, so never removed.
+process never runs ipclab's exit-time cleanup, so the checks run under
+:func:`ipclab.labs.support.run_tracked`: every object made through ipclab in a
+check or its children is recorded, and removed (shmctl/semctl ``IPC_RMID``)
+before the next check and after the last.  Objects the student's code merely
+opened, or made without ipclab, are not recorded, so never removed.
 """
 
 from __future__ import annotations
 
 import collections
-import fcntl
 import os
-import tempfile
 import time
 
-from .. import keys, proc, sysvinfo
+from .. import proc
 from .._check import check_callable
-from .scorecard import Check, run_checks
-
-_made: list[tuple[str, int, int]] = []  # objects created in this process while tracked
-
-
-class _Reclaim:
-    """Record the SysV objects the checks create, and remove those still left."""
-
-    def __init__(self):
-        self.fd, path = tempfile.mkstemp(prefix="ipclab-lab03-")
-        os.unlink(path)  # only our descriptor (and our children's copies) reach it
-        fcntl.fcntl(self.fd, fcntl.F_SETFL, os.O_APPEND)  # one line per write, whole
-
-    def wrap(self, check: Check) -> Check:
-        def run():
-            self.sweep()  # what an earlier, killed check left
-            self._record_in_this_process()
-            return check.run()
-        return Check(check.name, run, check.hint, check.timeout, check.points)
-
-    def _record_in_this_process(self) -> None:
-        register = keys.register
-
-        def recording(kind, ident, key):
-            register(kind, ident, key)
-            _made.append((kind, ident, key))
-            os.write(self.fd, f"{kind} {ident} {key}\n".encode())
-        keys.register = recording  # only in the check's child: it ends with os._exit
-
-    def _recorded(self) -> set[tuple[str, int, int]]:
-        text = os.pread(self.fd, os.fstat(self.fd).st_size, 0).decode()
-        return {(kind, int(ident), int(key)) for kind, ident, key in
-                (line.split() for line in text.splitlines())}
-
-    def sweep(self) -> None:
-        recorded = self._recorded()
-        for obj in sysvinfo.list_objects():
-            if (obj.kind, obj.id, obj.key) in recorded:
-                sysvinfo.remove(obj)
-
-    def close(self, settle: float = 2.0) -> None:
-        """Sweep; then wait (at most ``settle`` s) for the removed segments to go away."""
-        try:
-            self.sweep()
-            # A removed segment lives on, with key 0, until its last process detaches, and
-            # processes the scorecard has just killed may still be exiting.
-            ids = {ident for kind, ident, _ in self._recorded() if kind == "shm"}
-            deadline = time.monotonic() + settle
-            while (any(o.kind == "shm" and o.id in ids for o in sysvinfo.list_objects())
-                   and time.monotonic() < deadline):
-                time.sleep(0.01)
-        finally:
-            os.close(self.fd)
-
-
-def run_tracked(title: str, checks, *, show: bool = True):
-    """Run ``checks`` as :func:`run_checks` does, then remove every object they made."""
-    reclaim = _Reclaim()
-    try:
-        return run_checks(title, [reclaim.wrap(c) for c in checks], show=show)
-    finally:
-        reclaim.close()
-
+from .scorecard import Check
+from .support import all_ok, left_over, made, run_tracked, times_out
 
 # -- helpers run inside the checks ---------------------------------------------------------
-
-def _left(made) -> str:
-    """Say which of ``made`` still exist (a segment marked for removal counts as gone)."""
-    alive = {(o.kind, o.id, o.key) for o in sysvinfo.list_objects()}
-    names = {"shm": "shared memory segment", "sem": "semaphore set"}
-    return ", ".join(names.get(m[0], m[0]) for m in made if m in alive)
-
-
-def _times_out(call, what: str, wait: float) -> None:
-    start = time.monotonic()
-    try:
-        call()
-    except TimeoutError:
-        took = time.monotonic() - start
-        assert took >= wait * 0.8, f"{what} raised TimeoutError after {took:.2f} s, before " \
-                                   f"its timeout={wait:g} s"
-        return
-    raise AssertionError(f"{what} returned instead of waiting and raising TimeoutError after "
-                         f"timeout={wait:g} s")
-
 
 def _produce(buf, items, timeout=3.0):
     for item in items:
@@ -126,11 +41,6 @@ def _consume(buf, count, timeout=3.0):
     except Exception as e:  # noqa: BLE001 - reported by the check
         return got, f"{type(e).__name__}: {(str(e).splitlines() or [''])[0]}"
     return got, None
-
-
-def _all_ok(results) -> None:
-    for r in results:
-        assert r.ok, f"{r.label} {r.outcome()}"
 
 
 # -- Part A: the bounded buffer --------------------------------------------------------------
@@ -162,10 +72,10 @@ def buffer_checks(BoundedBuffer):
 
     def timeouts():
         with BoundedBuffer(2, 8) as buf:
-            _times_out(lambda: buf.get(timeout=0.3), "get() on an empty buffer", 0.3)
+            times_out(lambda: buf.get(timeout=0.3), "get() on an empty buffer", 0.3)
             buf.put(b"first", timeout=1)
             buf.put(b"second", timeout=1)
-            _times_out(lambda: buf.put(b"third", timeout=0.3), "put() on a full buffer", 0.3)
+            times_out(lambda: buf.put(b"third", timeout=0.3), "put() on a full buffer", 0.3)
             got = [buf.get(timeout=1), buf.get(timeout=1)]
             assert got == [b"first", b"second"], f"expected [b'first', b'second'], got {got!r}"
 
@@ -174,7 +84,7 @@ def buffer_checks(BoundedBuffer):
         with BoundedBuffer(4, 16) as buf, proc.Family(8, show=False) as family:
             family.fork(_produce, buf, items, label="producer")
             got, error = _consume(buf, len(items))
-        _all_ok(family.results)
+        all_ok(family.results)
         assert error is None, f"the consumer stopped after {len(got)} items: {error}"
         assert got == items, "the items came out in another order, or changed"
 
@@ -196,7 +106,7 @@ def buffer_checks(BoundedBuffer):
         for label, (its, error) in got.items():
             assert error is None, f"{label} stopped after {len(its)} of {each} items (items " \
                                   f"lost?): {error}"
-        _all_ok(family.results)
+        all_ok(family.results)
         for label, (its, _) in got.items():
             last = {}
             for item in its:
@@ -207,11 +117,11 @@ def buffer_checks(BoundedBuffer):
 
     def survives_exit():
         with BoundedBuffer(4, 8) as buf:
-            _all_ok([proc.run(_produce, buf, [b"a", b"b", b"c", b"d"], show=False)])
-            _times_out(lambda: buf.put(b"x", timeout=0.3),
-                       "after a producer process filled all 4 slots and exited, put()", 0.3)
+            all_ok([proc.run(_produce, buf, [b"a", b"b", b"c", b"d"], show=False)])
+            times_out(lambda: buf.put(b"x", timeout=0.3),
+                      "after a producer process filled all 4 slots and exited, put()", 0.3)
             r = proc.run(_consume, buf, 2, show=False)
-            _all_ok([r])
+            all_ok([r])
             assert r.value == ([b"a", b"b"], None), \
                 f"a consumer process should get [b'a', b'b'], got {r.value!r}"
             for item in (b"e", b"f"):  # the slots it freed stay free after it exits
@@ -219,11 +129,11 @@ def buffer_checks(BoundedBuffer):
             got, error = _consume(buf, 4, timeout=1)
             assert got == [b"c", b"d", b"e", b"f"], \
                 f"expected [b'c', b'd', b'e', b'f'], got {got!r}" + (f" ({error})" if error else "")
-            _times_out(lambda: buf.get(timeout=0.3), "get() on the emptied buffer", 0.3)
+            times_out(lambda: buf.get(timeout=0.3), "get() on the emptied buffer", 0.3)
 
     def removes():
         for how in ("remove()", "with"):
-            _made.clear()
+            made.clear()
             if how == "with":
                 with BoundedBuffer(2, 8) as buf:
                     buf.put(b"x", timeout=1)
@@ -231,8 +141,8 @@ def buffer_checks(BoundedBuffer):
                 buf = BoundedBuffer(2, 8)
                 buf.put(b"x", timeout=1)
                 buf.remove()
-            assert _made, "BoundedBuffer made no object with ipclab.shm / ipclab.sem"
-            left = _left(list(_made))
+            assert made, "BoundedBuffer made no object with ipclab.shm / ipclab.sem"
+            left = left_over(list(made))
             assert not left, f"after {how}, still there: {left}"
 
     undo = ("the empty/full semaphores are taken by one process and given by another: "
@@ -317,7 +227,7 @@ def _meet(Barrier, n, rounds, late):
             raise AssertionError(f"process {me} never left round {rnd + 1}, although "
                                  f"{len(arrived[rnd])} of {n} processes had arrived: its "
                                  f"wait() {result.outcome().splitlines()[0]}")
-    _all_ok(family.results)
+    all_ok(family.results)
 
 
 def _alone(barrier):
@@ -340,17 +250,17 @@ def barrier_checks(Barrier):
         with Barrier(3) as barrier, proc.Family(4, show=False) as family:
             for me in (1, 2):
                 family.fork(_alone, barrier, label=f"process {me}")
-        _all_ok(family.results)
+        all_ok(family.results)
         for r in family.results:
             assert r.value == "timed out", \
                 f"{r.label}'s wait() returned although only 2 of 3 processes arrived"
 
     def removes():
-        _made.clear()
+        made.clear()
         with Barrier(2):
             pass
-        assert _made, "Barrier made no object with ipclab.shm / ipclab.sem"
-        left = _left(list(_made))
+        assert made, "Barrier made no object with ipclab.shm / ipclab.sem"
+        left = left_over(list(made))
         assert not left, f"after `with`, still there: {left}"
 
     return [

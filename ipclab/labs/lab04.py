@@ -6,74 +6,30 @@ negative type) and ``serve(queue, handler)`` and ``ask(queue, text,
 timeout=5.0)`` (each client reads replies of its own type, its PID).  Messages
 are JSON (:meth:`ipclab.mq.Queue.send_json`); the constants below name the types.
 
-Cleanup: each check makes the queue the student's code gets (msgget(2)), runs
-that code in a child of its own process group (fork(2), setpgid(2)) with a
-timeout shorter than the check's, so a hang kills the student's processes and
-never the check, and removes the queue (msgctl(2) ``IPC_RMID``) in a
-``finally``.  The ipclab.keys registry would not: it cleans up only at a
-normal exit.  Checks judge behaviour only: results, replies, what is left in
-the queue (lost or duplicated work), and child processes left behind.
+Cleanup: each check makes the queue the student's code gets (msgget(2)) and
+removes it (msgctl(2) ``IPC_RMID``) in a ``finally``
+(:func:`ipclab.labs.support.fresh_queue`), and runs that code in a child of its
+own process group (fork(2), setpgid(2); :func:`ipclab.labs.support.guarded`)
+with a timeout shorter than the check's, so a hang kills the student's
+processes and never the check.  The ipclab.keys registry would not clean up: it
+acts only at a normal exit.  Checks judge behaviour only: results, replies,
+what is left in the queue (lost or duplicated work), and child processes left
+behind.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 import random
 import time
 
-from .. import leaks, mq, proc
-from .scorecard import Check, _verdict, run_checks
+from .. import mq, proc
+from .scorecard import Check, run_checks
+from .support import drain, fresh_queue, guarded, outcome, tidy
 
 LOWEST, STOP, RESULTS = 8, 9, 10  # job priorities are 1 (most urgent) .. LOWEST
 REQUEST, SHUTDOWN = 1, 2  # replies go on the client's PID
 WAIT = 5.0  # the default timeout of every queue handed to the student's code
-
-
-def _tidy(fn, *args):
-    value = fn(*args)
-    kids = leaks.children()
-    assert not kids, f"{len(kids)} child process(es) left running or unreaped (wait for them)"
-    return value
-
-
-def _outcome(result):
-    """Return a child's value, or fail the check with what went wrong in it."""
-    if result.error and result.error["type"] == "NotImplementedError":
-        raise NotImplementedError()
-    if not result.ok:
-        raise AssertionError(f"{result.label}: {_verdict(result)}")
-    return result.value
-
-
-def _guarded(timeout: float, fn, *args, label: str):
-    """Run ``fn(*args)`` in a child of its own process group; return what it returned."""
-    with proc.Family(timeout, show=False, new_group=True) as family:
-        family.fork(_tidy, fn, *args, label=label)
-    return _outcome(family.results[0])
-
-
-@contextlib.contextmanager
-def _queue(max_bytes: int | None = None):
-    q = mq.Queue(timeout=WAIT)
-    try:
-        if max_bytes:
-            q.max_bytes = max_bytes
-        yield q
-    finally:
-        q.remove()
-
-
-def _drain(q) -> list[tuple[object, int]]:
-    """Take every waiting message (JSON) without waiting; return them as (object, type)."""
-    found = []
-    while True:
-        try:
-            found.append(q.receive_json(block=False))
-        except BlockingIOError:
-            return found
-        except ValueError as e:
-            raise AssertionError(f"a message is not JSON: {e}") from None
 
 
 def _send_jobs(q, jobs) -> None:
@@ -90,38 +46,38 @@ def _results(found) -> list:
 def worker_checks(worker):
     """Return the checks of ``worker(queue, handler) -> int``."""
     def one_job():
-        with _queue() as q:
+        with fresh_queue(WAIT) as q:
             _send_jobs(q, [(3, 7, "abc")])
             q.send_json(None, STOP)
-            done = _guarded(8, worker, q, str.upper, label="worker")
-            assert _results(_drain(q)) == [(7, "ABC")], "expected one result {id: 7, result: 'ABC'}"
+            done = guarded(8, worker, q, str.upper, label="worker")
+            assert _results(drain(q)) == [(7, "ABC")], "expected one result {id: 7, result: 'ABC'}"
             assert done == 1, f"worker returned {done!r}, expected 1 (the jobs it did)"
 
     def by_priority(stop_first: bool):
         jobs = [(5, 1, "e"), (1, 2, "a"), (LOWEST, 3, "h"), (1, 4, "b"), (3, 5, "c"),
                 (5, 6, "f"), (2, 7, "x"), (LOWEST, 8, "i")]
         want = [(i, d * 2) for _, i, d in sorted(jobs, key=lambda j: j[0])]
-        with _queue() as q:
+        with fresh_queue(WAIT) as q:
             if stop_first:
                 q.send_json(None, STOP)
             _send_jobs(q, jobs)
             if not stop_first:
                 q.send_json(None, STOP)
-            done = _guarded(8, worker, q, lambda s: s * 2, label="worker")
-            found = _drain(q)
+            done = guarded(8, worker, q, lambda s: s * 2, label="worker")
+            found = drain(q)
         assert done == len(jobs), f"worker did {done!r} of the {len(jobs)} jobs before it stopped"
         got = _results(found)
         assert got == want, f"results in the order {[i for i, _ in got]}, expected " \
                             f"{[i for i, _ in want]} (most urgent first, then in order sent)"
 
     def others_left_alone():
-        with _queue() as q:
+        with fresh_queue(WAIT) as q:
             q.send_json({"id": 0, "result": "not yours"}, RESULTS)
             q.send_json("a reply for a client", 4242)
             _send_jobs(q, [(2, 1, "j")])
             q.send_json(None, STOP)
-            _guarded(8, worker, q, str.upper, label="worker")
-            left = sorted(_drain(q), key=lambda m: m[1])
+            guarded(8, worker, q, str.upper, label="worker")
+            left = sorted(drain(q), key=lambda m: m[1])
             assert left == [({"id": 0, "result": "not yours"}, RESULTS), ({"id": 1, "result": "J"},
                             RESULTS), ("a reply for a client", 4242)], \
                 f"the queue should still hold the two other messages, holds {left!r:.160}"
@@ -142,8 +98,8 @@ def worker_checks(worker):
 def run_jobs_checks(run_jobs):
     """Return the checks of ``run_jobs(queue, jobs, handler, workers=3) -> dict``."""
     def expect(jobs, handler, workers, max_bytes=None, timeout=8.0, compare=True):
-        with _queue(max_bytes) as q:
-            got = _guarded(timeout, run_jobs, q, jobs, handler, workers, label="run_jobs")
+        with fresh_queue(WAIT, max_bytes) as q:
+            got = guarded(timeout, run_jobs, q, jobs, handler, workers, label="run_jobs")
             left = q.count
         assert isinstance(got, dict), f"expected a dict {{id: result}}, got {got!r:.80}"
         want = {ident: handler(data) if compare else None for _, ident, data in jobs}
@@ -210,14 +166,14 @@ def _crowd(q, ask, clients: int, each: int, timeout: float) -> list:
     with proc.Family(timeout, show=False, new_group=True) as crowd:
         for c in range(clients):
             texts = [f"client {c} question {n}" for n in range(each)]
-            crowd.fork(_tidy, _client, q, texts, ask, label=f"client {c + 1}")
+            crowd.fork(tidy, _client, q, texts, ask, label=f"client {c + 1}")
     return crowd.results
 
 
 def _answered(results, each: int) -> None:
     """Check that client c got the answers to its own questions, in order."""
     for c, result in enumerate(results):
-        got = _outcome(result)
+        got = outcome(result)
         want = [f"CLIENT {c} QUESTION {n}" for n in range(each)]
         assert got == want, f"client {c + 1} got {got!r:.100}, expected {want!r:.100}"
 
@@ -227,15 +183,15 @@ def serve_checks(serve):
     def requests(shutdown_first: bool):
         me = os.getpid()
         texts = ["ping", "pong", "hello", "queue", "bye"]
-        with _queue() as q:
+        with fresh_queue(WAIT) as q:
             if shutdown_first:
                 q.send_json(None, SHUTDOWN)
             for text in texts:
                 q.send_json({"reply_to": me, "text": text}, REQUEST)
             if not shutdown_first:
                 q.send_json(None, SHUTDOWN)
-            served = _guarded(8, serve, q, str.upper, label="serve")
-            found = _drain(q)
+            served = guarded(8, serve, q, str.upper, label="serve")
+            found = drain(q)
         mine = [m for m, kind in found if kind == me]
         want = [{"text": t.upper()} for t in texts]
         assert served == len(texts), f"serve returned {served!r}, expected {len(texts)}"
@@ -245,13 +201,13 @@ def serve_checks(serve):
                                         f"left in the queue: {found!r:.100}"
 
     def crowd():
-        with _queue() as q, proc.Family(15, show=False, new_group=True) as server:
-            server.fork(_tidy, serve, q, str.upper, label="serve")
+        with fresh_queue(WAIT) as q, proc.Family(15, show=False, new_group=True) as server:
+            server.fork(tidy, serve, q, str.upper, label="serve")
             try:
                 clients = _crowd(q, None, 6, 40, 10)
             finally:
                 q.send_json(None, SHUTDOWN)
-        served = _outcome(server.results[0])  # a failed server explains the clients' failures
+        served = outcome(server.results[0])  # a failed server explains the clients' failures
         _answered(clients, 40)
         assert served == 240, f"serve returned {served!r}, expected 240 (6 x 40 requests)"
 
@@ -268,7 +224,7 @@ def serve_checks(serve):
 def ask_checks(ask):
     """Return the checks of ``ask(queue, text, timeout=5.0) -> str``."""
     def with_server(body):
-        with _queue() as q, proc.Family(15, show=False, new_group=True) as server:
+        with fresh_queue(WAIT) as q, proc.Family(15, show=False, new_group=True) as server:
             server.fork(_server, q, label="server")
             try:
                 body(q)
@@ -276,7 +232,7 @@ def ask_checks(ask):
                 q.send_json(None, SHUTDOWN)
 
     def one(q):
-        got = _guarded(8, ask, q, "hello", label="ask")
+        got = guarded(8, ask, q, "hello", label="ask")
         assert got == "HELLO", f"ask returned {got!r}, expected 'HELLO'"
 
     def own_type(q):
@@ -285,8 +241,8 @@ def ask_checks(ask):
         assert q.receive_json(mq.MAX_TYPE, block=False) == ({"text": "NOT YOURS"}, mq.MAX_TYPE)
 
     def no_server():
-        with _queue() as q:
-            _guarded(4, _times_out, ask, q, label="ask")
+        with fresh_queue(WAIT) as q:
+            guarded(4, _times_out, ask, q, label="ask")
 
     return [
         Check("a question gets the server's answer", lambda: with_server(one),
