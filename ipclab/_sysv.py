@@ -114,10 +114,16 @@ def _denied(what: str, key) -> PermissionError:
                            f"user, or was created with a narrower mode)")
 
 
-def remove_quietly(remove) -> bool:
-    """Call ``remove()``; return False if the object was already gone."""
+def remove(kind: str, ident: int, what: str) -> None:
+    """Remove (IPC_RMID) object ``ident`` and forget it in the registry; gone already is fine.
+
+    Raises:
+        PermissionError: it belongs to another user (``what`` names it in the message).
+    """
     try:
-        remove()
+        keys.REMOVE[kind](ident)
     except sysv_ipc.ExistentialError:
-        return False
-    return True
+        pass  # removed by someone else (another handle, ipcrm): the outcome we wanted
+    except sysv_ipc.PermissionsError:
+        raise PermissionError(f"only the owner or creator may remove {what}") from None
+    keys.unregister(kind, ident)

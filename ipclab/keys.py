@@ -152,7 +152,7 @@ class Registered:
 
 _registry: dict[tuple[str, int], Registered] = {}
 _atexit_installed = False
-_REMOVE = {
+REMOVE = {  # IPC_RMID by kind
     "shm": sysv_ipc.remove_shared_memory,
     "sem": sysv_ipc.remove_semaphore,
     "msg": sysv_ipc.remove_message_queue,
@@ -213,7 +213,7 @@ def cleanup() -> list[Registered]:
         if entry.owner != pid:
             continue
         try:
-            _REMOVE[entry.kind](entry.id)
+            REMOVE[entry.kind](entry.id)
         except sysv_ipc.ExistentialError:
             pass  # someone (ipcrm, the student) removed it first
         except sysv_ipc.PermissionsError:

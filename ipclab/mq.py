@@ -25,7 +25,7 @@ import json
 
 import sysv_ipc
 
-from . import _mqwait, _sysv, keys
+from . import _mqwait, _sysv
 from ._check import check_bytes, check_int, check_timeout
 from .errors import LimitError, ObjectGoneError
 
@@ -243,12 +243,7 @@ class Queue:
             PermissionError: it belongs to another user.
         """
         if not self.removed:
-            try:
-                _sysv.remove_quietly(lambda: sysv_ipc.remove_message_queue(self.id))
-            except sysv_ipc.PermissionsError:
-                raise PermissionError(f"only the owner or creator may remove {self!r}") \
-                    from None
-            keys.unregister("msg", self.id)
+            _sysv.remove("msg", self.id, repr(self))
         self.removed, self._q = True, None
 
     def __enter__(self):

@@ -21,7 +21,7 @@ import os
 
 import sysv_ipc
 
-from . import _sysv, diagnose, keys, semwait, sysvinfo
+from . import _sysv, diagnose, semwait, sysvinfo
 from ._check import check_int, check_timeout
 from .errors import IPCLabError, IPCTimeoutError, ObjectGoneError
 
@@ -171,11 +171,7 @@ class Semaphore:
         Raises:
             PermissionError: it belongs to another user.
         """
-        try:
-            _sysv.remove_quietly(lambda: sysv_ipc.remove_semaphore(self.id))
-        except sysv_ipc.PermissionsError:
-            raise PermissionError(f"only the owner or creator may remove {self!r}") from None
-        keys.unregister("sem", self.id)
+        _sysv.remove("sem", self.id, repr(self))
         self._php_user = self._sem = None
 
     def __enter__(self):

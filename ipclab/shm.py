@@ -200,12 +200,7 @@ class Segment:
         """
         if self.removed:
             return
-        try:
-            _sysv.remove_quietly(lambda: sysv_ipc.remove_shared_memory(self.id))
-        except sysv_ipc.PermissionsError:
-            raise PermissionError(f"only the owner or creator may remove the segment with key "
-                                  f"{_sysv.hexkey(self.key)}") from None
-        keys.unregister("shm", self.id)
+        _sysv.remove("shm", self.id, f"the segment with key {_sysv.hexkey(self.key)}")
         self.removed = True
 
     def close(self) -> None:
