@@ -1,6 +1,6 @@
 """Fixtures shared by the unit tests.  Every test is checked for leaks: a SysV
-object that appeared during it or a child process it left fails that test (at
-teardown).  Left children are killed; SysV objects are reported, not removed
+object that appeared during it, a child process or an open socket it left fails
+that test (at teardown).  Left children are killed; SysV objects are reported, not removed
 (they might not be ours), and later tests compare against their own start.
 Run the unit tests alone on a machine: a concurrent run of the same user shows
 up here as a leak."""
@@ -12,12 +12,13 @@ from ipclab import leaks, mq
 
 @pytest.fixture(autouse=True)
 def no_leaks():
-    before = leaks.sysv_ids()
+    before, sockets_before = leaks.sysv_ids(), leaks.open_sockets()
     yield
     objects = leaks.new_sysv(before)
     kids = leaks.settle_children(timeout=2.0)
-    if objects or kids:
-        report = leaks.describe(objects, kids)
+    sockets = leaks.new_sockets(sockets_before)
+    if objects or kids or sockets:
+        report = leaks.describe(objects, kids, sockets)
         leaks.kill_children(kids)
         pytest.fail(f"the test left behind:\n{report}", pytrace=False)
 
