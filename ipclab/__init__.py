@@ -17,6 +17,11 @@ first use so that ``import ipclab`` stays cheap:
 - :mod:`ipclab.widgets`  ipywidgets explorers for the notebooks
 - :mod:`ipclab.mq`       SysV message queues: typed messages, priorities, timed waits
 - :mod:`ipclab.queueview` look into a queue (MSG_COPY) and a queue viewer widget
+- :mod:`ipclab.framing`  lines and length-prefixed messages on a byte stream, bounded
+- :mod:`ipclab.net`      TCP/UDP sockets: listen, connect, what this machine supports
+- :mod:`ipclab.bufserver` the seeds' store-and-forward server, for many clients at once
+- :mod:`ipclab.bufclient` its client, and the server run as a background process
+- :mod:`ipclab.sockpair`  socketpairs, between processes and in a pool of forked workers
 - :mod:`ipclab.labs`     lab checks and the lab generator
 """
 
@@ -24,12 +29,20 @@ from __future__ import annotations
 
 import importlib
 
-from .errors import ChildError, IPCLabError, IPCTimeoutError, LimitError, ObjectGoneError
+from .errors import (
+    ChildError,
+    IPCLabError,
+    IPCTimeoutError,
+    LimitError,
+    ObjectGoneError,
+    ProtocolError,
+)
 
 __version__ = "0.1.0"
 
 _SUBMODULES = {"proc", "diagnose", "pipes", "keys", "sysvinfo", "semwait", "shm", "sem", "race",
-               "timeline", "cbuild", "widgets", "mq", "queueview", "labs"}
+               "timeline", "cbuild", "widgets", "mq", "queueview", "framing", "net", "bufserver",
+               "bufclient", "sockpair", "fdpass", "labs"}
 
 __all__ = [
     "ChildError",
@@ -37,6 +50,7 @@ __all__ = [
     "IPCTimeoutError",
     "LimitError",
     "ObjectGoneError",
+    "ProtocolError",
     "__version__",
     *sorted(_SUBMODULES),
 ]

@@ -29,6 +29,23 @@ def _build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("key", help="print the per-user key ipclab derives from NAME")
     p.add_argument("name")
 
+    p = sub.add_parser("serve", help="run the seeds' store-and-forward line server")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to bind (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=0, help="TCP port (default 0: any free port)")
+    p.add_argument("--max-line", type=int, default=65536, help="longest line accepted, bytes")
+    p.add_argument("--max-clients", type=int, default=256, help="clients served at once")
+    p.add_argument("--idle-timeout", type=float, default=300.0,
+                   help="close a client silent this many seconds")
+    p.add_argument("--stop-on-stdin", action="store_true", help=argparse.SUPPRESS)
+
+    p = sub.add_parser("client", help="talk to a buffer server: print greeting and replies")
+    p.add_argument("--host", default="127.0.0.1", help="server address (default 127.0.0.1)")
+    p.add_argument("--port", type=int, required=True, help="server port")
+    p.add_argument("--send", action="append", metavar="TEXT",
+                   help="a line to store (repeatable; none: only read the greeting)")
+    p.add_argument("--timeout", type=float, default=5.0, help="seconds to wait for each answer")
+
     p = sub.add_parser("labs", help="generate labs/ from solutions/")
     p.add_argument("--check", action="store_true",
                    help="do not write; exit 1 if labs/ differs from what would be generated")
@@ -45,6 +62,10 @@ def main(argv: list[str] | None = None) -> int:
         from . import sysvinfo
 
         return sysvinfo.cli(args)
+    if args.command in ("serve", "client"):
+        from . import bufclient
+
+        return bufclient.serve_cli(args) if args.command == "serve" else bufclient.client_cli(args)
     if args.command == "labs":
         from .labs import generate
 

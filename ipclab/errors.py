@@ -45,3 +45,8 @@ class ObjectGoneError(IPCLabError):
 
 class LimitError(IPCLabError):
     """A request exceeds a limit of this machine (size, count, capacity)."""
+
+
+class ProtocolError(IPCLabError):
+    """The peer broke the framing or the protocol: a line or message over its
+    bound, a connection closed in the middle of a frame, an unexpected reply."""
