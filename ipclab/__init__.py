@@ -21,7 +21,9 @@ first use so that ``import ipclab`` stays cheap:
 - :mod:`ipclab.net`      TCP/UDP sockets: listen, connect, what this machine supports
 - :mod:`ipclab.bufserver` the seeds' store-and-forward server, for many clients at once
 - :mod:`ipclab.bufclient` its client, and the server run as a background process
-- :mod:`ipclab.sockpair`  socketpairs, between processes and in a pool of forked workers
+- :mod:`ipclab.sockpair`  socketpairs whose timeouts explain who still holds the other end
+- :mod:`ipclab.workers`   a pool of forked workers, each on its own socketpair
+- :mod:`ipclab.fdpass`    pass an open file descriptor to another process (SCM_RIGHTS)
 - :mod:`ipclab.labs`     lab checks and the lab generator
 """
 
@@ -42,7 +44,7 @@ __version__ = "0.1.0"
 
 _SUBMODULES = {"proc", "diagnose", "pipes", "keys", "sysvinfo", "semwait", "shm", "sem", "race",
                "timeline", "cbuild", "widgets", "mq", "queueview", "framing", "net", "bufserver",
-               "bufclient", "sockpair", "fdpass", "labs"}
+               "bufclient", "sockpair", "workers", "fdpass", "labs"}
 
 __all__ = [
     "ChildError",
