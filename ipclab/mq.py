@@ -109,9 +109,6 @@ class Queue:
         if len(data) > self._msgmax:
             raise LimitError(f"a message holds at most {self._msgmax} bytes on this machine "
                              f"(MSGMAX, /proc/sys/kernel/msgmax), got {len(data)}")
-        if len(data) > self.max_bytes:
-            raise LimitError(f"{self!r} holds at most {self.max_bytes} bytes (max_bytes), so "
-                             f"a {len(data)}-byte message could never fit")
         _mqwait.poll(self, lambda: q.send(data, block=False, type=type), wait, "send",
                      len(data))
 
