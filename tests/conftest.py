@@ -10,8 +10,18 @@ import pytest
 from ipclab import leaks, mq
 
 
+@pytest.fixture(autouse=True, scope="session")
+def event_loop_made_once():
+    """nbclient runs kernels through the thread's asyncio event loop, made on first use and
+    kept for the life of the process, with its self-pipe socketpair.  Make it before any
+    test looks, so the one loop a notebook run needs is not counted as a test's leak."""
+    from jupyter_core.utils import ensure_event_loop
+
+    ensure_event_loop()
+
+
 @pytest.fixture(autouse=True)
-def no_leaks():
+def no_leaks(event_loop_made_once):
     before, sockets_before = leaks.sysv_ids(), leaks.open_sockets()
     yield
     objects = leaks.new_sysv(before)
