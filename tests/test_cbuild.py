@@ -146,7 +146,7 @@ def test_build_refuses_bad_arguments(args, kwargs, error, words, cache):
 def test_source_finds_shipped_programs_only():
     path = cbuild.source("shm_counter.c")
     assert path.is_file() and "semop" in path.read_text()
-    with pytest.raises(FileNotFoundError, match=r"no C program 'nope.c'; it has \['shm_counter.c'"):
+    with pytest.raises(FileNotFoundError, match=r"no C program 'nope.c'; it has \[.*'shm_coun"):
         cbuild.source("nope.c")
     with pytest.raises(FileNotFoundError):
         cbuild.source("../cbuild.py")
