@@ -24,6 +24,7 @@ first use so that ``import ipclab`` stays cheap:
 - :mod:`ipclab.sockpair`  socketpairs whose timeouts explain who still holds the other end
 - :mod:`ipclab.workers`   a pool of forked workers, each on its own socketpair
 - :mod:`ipclab.fdpass`    pass an open file descriptor to another process (SCM_RIGHTS)
+- :mod:`ipclab.bench`    latency and throughput of every mechanism: ipclab, bare Python, C
 - :mod:`ipclab.cref`     the benchmark's C reference ping-pong (ipclab/c/pingpong.c)
 - :mod:`ipclab.labs`     lab checks and the lab generator
 """
@@ -45,7 +46,7 @@ __version__ = "0.1.0"
 
 _SUBMODULES = {"proc", "diagnose", "pipes", "keys", "sysvinfo", "semwait", "shm", "sem", "race",
                "timeline", "cbuild", "widgets", "mq", "queueview", "framing", "net", "bufserver",
-               "bufclient", "sockpair", "workers", "fdpass", "cref", "labs"}
+               "bufclient", "sockpair", "workers", "fdpass", "cref", "bench", "labs"}
 
 __all__ = [
     "ChildError",

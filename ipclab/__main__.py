@@ -46,6 +46,11 @@ def _build_parser() -> argparse.ArgumentParser:
                    help="a line to store (repeatable; none: only read the greeting)")
     p.add_argument("--timeout", type=float, default=5.0, help="seconds to wait for each answer")
 
+    from .bench.command import add_arguments as bench_arguments
+
+    bench_arguments(sub.add_parser("bench", help="measure IPC latency and throughput: "
+                                                 "ipclab, bare Python and C"))
+
     p = sub.add_parser("labs", help="generate labs/ from solutions/")
     p.add_argument("--check", action="store_true",
                    help="do not write; exit 1 if labs/ differs from what would be generated")
@@ -66,6 +71,10 @@ def main(argv: list[str] | None = None) -> int:
         from . import bufclient
 
         return bufclient.serve_cli(args) if args.command == "serve" else bufclient.client_cli(args)
+    if args.command == "bench":
+        from . import bench
+
+        return bench.cli(args)
     if args.command == "labs":
         from .labs import generate
 
