@@ -50,7 +50,7 @@ def _call(sock, name: str, timeout: float, *args):
     try:
         sock.settimeout(timeout)
         return getattr(socket.socket, name)(sock, *args)
-    except TimeoutError:
+    except (TimeoutError, BlockingIOError):  # Python's timeout, or a sockpair.Socket's (EAGAIN)
         raise IPCTimeoutError(*_explain(sock, "read" if name.startswith("recv") else "write",
                                         timeout)) from None
     finally:

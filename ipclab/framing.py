@@ -1,9 +1,10 @@
 """Frames on a byte stream: lines and length-prefixed messages, bounded and timed.
 
-Wraps ``recv(2)``, ``send(2)`` and ``poll(2)``.  A stream socket (TCP, AF_UNIX
-SOCK_STREAM) carries bytes, not messages: one ``recv`` may return half a line,
-or three lines and a bit, whatever has arrived.  A reader must keep what is
-left over and join pieces until a whole frame is there.  Two framings:
+Wraps ``recv(2)``, ``send(2)``, ``read(2)``, ``write(2)``, ``poll(2)`` and
+``setsockopt(2)``.  A stream socket (TCP, AF_UNIX SOCK_STREAM) carries bytes, not
+messages: one ``recv`` may return half a line, or three lines and a bit, whatever has
+arrived.  A reader must keep what is left over and join pieces until a whole frame is
+there.  Two framings:
 
 - **lines**, ending in ``\\n`` (a ``\\r`` before it is dropped, so ``\\r\\n``
   works too): :class:`LineSplitter` for event loops, :class:`LineReader` and
@@ -15,23 +16,39 @@ Every frame has a size bound, so a hostile peer cannot make us buffer without
 end, and every blocking call here has a timeout.  Payloads are bytes; nothing
 here unpickles anything.  Not handled: message boundaries of SOCK_DGRAM or
 SOCK_SEQPACKET sockets, which the kernel keeps for you.
+
+A call costs about the system call it makes.  On a :class:`~ipclab.sockpair.Socket`
+(blocking; the kernel keeps its timeouts) one ``recv(2)`` with ``MSG_WAITALL`` waits for
+a whole frame and one blocking ``send(2)`` sends it, under ``SO_RCVTIMEO``/``SO_SNDTIMEO``
+set to the time left, with ``setsockopt(2)`` only when that changes.  Other sockets are
+never left to block: a send is tried at once, a read waits in ``poll(2)`` first (a reader
+usually has to wait), and ``read(2)``/``write(2)`` skip the ``poll(2)`` Python makes before
+each call on a socket with a timeout.  A socket's own timeout and mode stay as they were.
 """
 
 from __future__ import annotations
 
 import math
+import os
 import select
 import socket
 import struct
-import time
+from time import monotonic
 
 from ._check import check_bytes, check_int, check_timeout
 from .errors import IPCTimeoutError, ProtocolError
+from .sockpair import Socket, _wait
 
 DEFAULT_TIMEOUT = 5.0
 MAX_LINE = 64 * 1024
 MAX_MESSAGE = 16 << 20
 _LENGTH = struct.Struct("!I")
+_INF = math.inf
+_SLACK = 0.01  # s a kernel timeout may run past a deadline before it is set anew
+_WAITALL, _DONTWAIT = int(socket.MSG_WAITALL), int(socket.MSG_DONTWAIT)
+_recv, _send = socket.socket.recv, socket.socket.send
+_pollers: dict[int, select.poll] = {}  # fd << 3 | event -> a poll object for it
+_SILENT = "the peer sent nothing more and did not close the connection"
 
 
 def _check_sock(sock):
@@ -48,21 +65,104 @@ def wait_readable(sock, deadline: float, what: str) -> None:
     Raises:
         IPCTimeoutError: nothing arrived in time; the message says what was awaited.
     """
-    poller = select.poll()
-    poller.register(sock, select.POLLIN)
-    while (left := deadline - time.monotonic()) > 0:
-        if poller.poll(math.ceil(left * 1000)):
-            return
-    raise IPCTimeoutError(f"timed out waiting for {what}: the peer sent nothing more "
-                          "and did not close the connection")
+    if not _wait(sock, select.POLLIN, deadline):
+        raise IPCTimeoutError(f"timed out waiting for {what}: {_SILENT}")
 
 
-def _recv_some(sock, size: int, deadline: float, what: str) -> bytes:
-    wait_readable(sock, deadline, what)
+def _kernel_timed(sock) -> bool:
+    """True for a Socket that blocks in the kernel under SO_RCVTIMEO/SO_SNDTIMEO."""
+    return isinstance(sock, Socket) and sock._timeout != 0
+
+
+def _arm(sock, option: int, held: float, deadline: float) -> bool:
+    """Set a kernel-timed Socket's ``option`` (now ``held``) to the time left, unless it is
+    within _SLACK of it already; False once ``deadline`` has passed."""
+    if (left := deadline - monotonic()) <= 0:
+        return False
+    if not left - _SLACK <= held <= left + _SLACK:  # (a wait that ends early is tried again)
+        sock._set_timeo(option, left)
+    return True
+
+
+def _poll(fd: int, event: int, deadline: float) -> bool:
+    """``poll(2)`` ``fd`` for ``event`` until ``deadline``, with a poll object kept per fd."""
+    if (poller := _pollers.get(fd << 3 | event)) is None:
+        poller = _pollers[fd << 3 | event] = select.poll()  # no kernel state: safe to keep
+        poller.register(fd, event)
+    while (left := deadline - monotonic()) > 0:
+        try:
+            if poller.poll(left * 1000):  # milliseconds, rounded up
+                return True
+        except RuntimeError:  # another thread polls with it: use one of our own
+            poller = select.poll()
+            poller.register(fd, event)
+    return False
+
+
+def _read_now(sock, size: int) -> bytes:
+    """recv without waiting; BlockingIOError if there is nothing (after poll, rarely)."""
+    if type(sock) is not socket.socket and not isinstance(sock, Socket):
+        return sock.recv(size)  # a subclass (ssl.SSLSocket) reads its own way
+    if sock.gettimeout() is None:
+        return _recv(sock, size, _DONTWAIT)
+    return os.read(sock.fileno(), size)  # O_NONBLOCK: read(2) skips Python's poll(2)
+
+
+def _recv_some(sock, size: int, deadline: float, flags: int = 0) -> bytes | None:
+    """One recv of at most ``size`` bytes (b"" at end of file) by ``deadline``, else None."""
+    if _kernel_timed(sock):
+        while _arm(sock, socket.SO_RCVTIMEO, sock._rcvtimeo, deadline):
+            try:
+                return _recv(sock, size, flags)
+            except BlockingIOError:  # SO_RCVTIMEO ran out (maybe a jiffy early)
+                pass
+        return None
+    while _poll(sock.fileno(), select.POLLIN, deadline):
+        try:
+            return _read_now(sock, size)
+        except BlockingIOError:  # woken, but another reader took the data
+            pass
+    return None
+
+
+def _try_send(sock, data, kernel: bool) -> int:
+    """One send: blocking under SO_SNDTIMEO if ``kernel``, else never blocking (0: no room)."""
     try:
-        return sock.recv(size)
-    except BlockingIOError:  # woken, but another reader took the data
-        return _recv_some(sock, size, deadline, what)
+        if kernel:
+            return _send(sock, data)
+        if sock.gettimeout() is None:
+            return _send(sock, data, _DONTWAIT)
+        return os.write(sock.fileno(), data)  # O_NONBLOCK: write(2) skips Python's poll(2)
+    except BlockingIOError:
+        return 0
+
+
+def _send_rest(sock, data: bytes, sent: int, deadline: float) -> None:
+    """Send ``data[sent:]`` by ``deadline``, waiting before each try."""
+    kernel = _kernel_timed(sock)
+    with memoryview(data) as view:
+        while sent < len(view):
+            if not (_arm(sock, socket.SO_SNDTIMEO, sock._sndtimeo, deadline) if kernel else
+                    _poll(sock.fileno(), select.POLLOUT, deadline)):
+                _not_sent(data)
+            sent += _try_send(sock, view[sent:], kernel)
+
+
+def _not_sent(data: bytes):
+    raise IPCTimeoutError(f"timed out sending {len(data)} bytes: the peer is not reading "
+                          "and the socket buffers are full") from None
+
+
+def _send_foreign(sock, data: bytes, timeout: float) -> None:
+    """``sendall`` within ``timeout`` on a subclass (ssl.SSLSocket) that sends its own way."""
+    old = sock.gettimeout()
+    sock.settimeout(timeout)
+    try:
+        sock.sendall(data)
+    except TimeoutError:
+        _not_sent(data)
+    finally:
+        sock.settimeout(old)
 
 
 class LineSplitter:
@@ -126,11 +226,13 @@ class LineReader:
 
     def readline(self, timeout: float | None = None) -> bytes | None:
         timeout = self.timeout if timeout is None else check_timeout(timeout)
-        deadline = time.monotonic() + timeout
+        deadline = monotonic() + timeout
         while not self._lines:
-            what = "a line" + (f" ({self._splitter.pending} bytes of it so far)"
-                               if self._splitter.pending else "")
-            data = _recv_some(self.sock, 65536, deadline, what)
+            data = _recv_some(self.sock, 65536, deadline)
+            if data is None:
+                pending = self._splitter.pending
+                raise IPCTimeoutError("timed out waiting for a line" + (
+                    f" ({pending} bytes of it so far)" if pending else "") + f": {_SILENT}")
             if not data:
                 if self._splitter.pending:
                     raise ProtocolError(f"the peer closed the connection in the middle of a "
@@ -160,16 +262,27 @@ def send_all(sock, data, *, timeout: float = DEFAULT_TIMEOUT) -> None:
     Raises:
         IPCTimeoutError: the peer stopped reading and the socket buffers are full.
     """
-    data, timeout = check_bytes(data), check_timeout(timeout, allow_none=False)
-    old = _check_sock(sock).gettimeout()
-    sock.settimeout(timeout)
-    try:
-        sock.sendall(data)
-    except TimeoutError:
-        raise IPCTimeoutError(f"timed out sending {len(data)} bytes: the peer is not reading "
-                              "and the socket buffers are full") from None
-    finally:
-        sock.settimeout(old)
+    if type(data) is not bytes:
+        data = check_bytes(data)
+    if type(timeout) is not float or not 0.0 < timeout < _INF:
+        timeout = check_timeout(timeout, allow_none=False)
+    start, sent = monotonic(), 0
+    if isinstance(sock, Socket) and sock._sndtimeo == timeout:  # blocking, timed by the kernel
+        try:  # one send(2) queues all of it, or some by the timeout
+            sent = _send(sock, data)
+        except BlockingIOError:
+            pass
+        except OSError:
+            _check_sock(sock)  # closed: say so
+            raise
+    elif isinstance(_check_sock(sock), Socket) and sock._timeout != 0:
+        sock._set_timeo(socket.SO_SNDTIMEO, timeout)  # later calls take the path above
+    elif type(sock) is socket.socket or isinstance(sock, Socket):
+        sent = _try_send(sock, data, False)
+    else:
+        return _send_foreign(sock, data, timeout)
+    if sent != len(data):
+        _send_rest(sock, data, sent, start + timeout)
 
 
 def recv_exactly(sock, count: int, *, timeout: float = DEFAULT_TIMEOUT) -> bytes | None:
@@ -179,19 +292,54 @@ def recv_exactly(sock, count: int, *, timeout: float = DEFAULT_TIMEOUT) -> bytes
         IPCTimeoutError: the bytes did not all arrive in time.
         ProtocolError: the peer closed after some, not all, of them.
     """
-    count = check_int(count, "count", low=0)
-    deadline = time.monotonic() + check_timeout(timeout, allow_none=False)
+    if type(count) is not int or count < 0:
+        count = check_int(count, "count", low=0)
+    if type(timeout) is not float or not 0.0 < timeout < _INF:
+        timeout = check_timeout(timeout, allow_none=False)
+    start = monotonic()
+    if isinstance(sock, Socket) and timeout <= sock._rcvtimeo <= timeout + _SLACK:  # blocking
+        try:  # MSG_WAITALL: one recv(2) waits for all of it, or until the timeout or the end
+            data = _recv(sock, count, _WAITALL)
+        except BlockingIOError:
+            data = None
+        except OSError:
+            _check_sock(sock)  # closed: say so
+            raise
+    elif not count:
+        _check_sock(sock)
+        return b""
+    elif isinstance(_check_sock(sock), Socket) and sock._timeout != 0:
+        sock._set_timeo(socket.SO_RCVTIMEO, timeout)  # later calls take the path above
+        data = None
+    elif _poll(sock.fileno(), select.POLLIN, start + timeout):
+        try:
+            data = _read_now(sock, count)
+        except BlockingIOError:  # woken, but another reader took the data
+            data = None
+    else:
+        data = None
+    if data is not None and len(data) == count:
+        return data
+    return _gather(sock, count, start + timeout, data)
+
+
+def _gather(sock, count: int, deadline: float, data: bytes | None) -> bytes | None:
+    """The rest of :func:`recv_exactly` after a first read of ``data`` (None: nothing yet)."""
     got = bytearray()
-    while len(got) < count:
-        data = _recv_some(_check_sock(sock), count - len(got), deadline,
-                          f"{count} bytes ({len(got)} so far)")
+    while True:
+        if data is None and (data := _recv_some(sock, count - len(got), deadline,
+                                                 _WAITALL)) is None:
+            raise IPCTimeoutError(f"timed out waiting for {count} bytes ({len(got)} so far): "
+                                  f"{_SILENT}")
         if not data:
             if not got:
                 return None
             raise ProtocolError(f"the peer closed the connection after {len(got)} "
                                 f"of {count} bytes")
         got += data
-    return bytes(got)
+        if len(got) == count:
+            return bytes(got)
+        data = None
 
 
 def send_message(sock, payload, *, timeout: float = DEFAULT_TIMEOUT,
@@ -219,7 +367,7 @@ def recv_message(sock, *, timeout: float = DEFAULT_TIMEOUT,
         IPCTimeoutError: the message did not arrive in time.
     """
     max_size = check_int(max_size, "max_size", low=0, high=2**32 - 1)
-    deadline = time.monotonic() + check_timeout(timeout, allow_none=False)
+    deadline = monotonic() + check_timeout(timeout, allow_none=False)
     header = recv_exactly(sock, _LENGTH.size, timeout=timeout)
     if header is None:
         return None
@@ -227,7 +375,7 @@ def recv_message(sock, *, timeout: float = DEFAULT_TIMEOUT,
     if size > max_size:
         raise ProtocolError(f"the peer announced a {size}-byte message; "
                             f"the bound is max_size={max_size}")
-    body = recv_exactly(sock, size, timeout=max(deadline - time.monotonic(), 1e-3))
+    body = recv_exactly(sock, size, timeout=max(deadline - monotonic(), 1e-3))
     if body is None and size:
         raise ProtocolError(f"the peer closed the connection after the header of a "
                             f"{size}-byte message")

@@ -1,14 +1,18 @@
 """Pipes and FIFOs with timeouts that explain themselves.
 
-Wraps ``pipe(2)``, ``read(2)``, ``write(2)``, ``poll(2)`` (through
-:mod:`selectors`), ``fcntl(2)`` F_GETPIPE_SZ and ``mkfifo(3)``.  Every wait
-here has a timeout; when it fires, the :class:`~ipclab.errors.IPCTimeoutError`
+Wraps ``pipe(2)``, ``read(2)``, ``write(2)``, ``pwritev2(2)`` (RWF_NOWAIT),
+``poll(2)``, ``fcntl(2)`` (F_GETPIPE_SZ, O_NONBLOCK) and ``mkfifo(3)``.  Every
+wait here has a timeout; when it fires, the :class:`~ipclab.errors.IPCTimeoutError`
 says who still holds the other end of the pipe (see :mod:`ipclab.diagnose`),
 which is almost always why the wait never ends.
 
 The notebooks call ``os.pipe``/``os.read``/``os.write`` themselves: these
-helpers are the plumbing around them, not a replacement.  Not handled:
-Windows, and pipes of other users' processes.
+helpers are the plumbing around them, not a replacement, and add little (a
+read is a poll and a read; a write that fits is one system call).  Not handled:
+Windows; pipes of other users' processes; two processes reading one pipe at
+once (one may take the bytes the other's poll saw, and the other's read then
+waits without a timeout); and where RWF_NOWAIT is refused (FIFOs, kernels
+before 6.4), two processes writing to one full pipe at once (see write_all).
 """
 
 from __future__ import annotations
@@ -16,8 +20,9 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import math
 import os
-import selectors
+import select
 import shutil
 import tempfile
 import time
@@ -27,6 +32,18 @@ from ._check import check_bytes, check_fd, check_int, check_timeout
 from .errors import IPCTimeoutError
 
 DEFAULT_TIMEOUT = 5.0
+_IN, _OUT, _PIPE_BUF = select.POLLIN, select.POLLOUT, select.PIPE_BUF
+_INF = math.inf
+_WRITE_WHAT = "write_all(fd {}) after {} of {} bytes"
+# pwritev2(2) with RWF_NOWAIT fails with EAGAIN instead of blocking, like O_NONBLOCK but for this
+# one call: O_NONBLOCK is a flag of the open file description, shared by every process holding
+# it (forked, or passed over a socket), so setting it even briefly can make another process's
+# plain write fail.  Linux 6.4+ takes RWF_NOWAIT on pipe(2) pipes; FIFOs (still in 6.18), other
+# files and older kernels refuse it (EOPNOTSUPP), and write_all then goes the portable way.
+# Refusing fd numbers are remembered so that small writes skip the refusal.
+_NOWAIT = getattr(os, "RWF_NOWAIT", 0) if hasattr(os, "pwritev") else 0
+_NOWAIT_UNSUPPORTED = (errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL)
+_NOWAIT_REFUSED: set[int] = set()
 
 
 def capacity() -> int:
@@ -64,19 +81,28 @@ def max_capacity() -> int:
         return int(f.read())
 
 
-def _wait(fd: int, event, deadline: float, what) -> None:
-    """Wait until ``fd`` is ready for ``event``, or raise a diagnosed timeout."""
-    with selectors.DefaultSelector() as sel:
-        sel.register(fd, event)
-        while not sel.select(max(0.0, deadline - time.monotonic())):
-            if time.monotonic() >= deadline:
-                op = "read" if event == selectors.EVENT_READ else "write"
-                me = os.getpid()
-                who = diagnose.label(me)
-                raise IPCTimeoutError(
-                    f"{what() if callable(what) else what} timed out",
-                    [f"{who} waited to {op} on {diagnose.fd_report(me, fd, op)}"])
+def _wait(fd: int, event: int, deadline: float, what: str, *args) -> None:
+    """Wait until ``fd`` is ready for ``event`` (POLLIN or POLLOUT), or raise a diagnosed timeout.
 
+    ``what.format(*args)`` names the call in the message, formatted only on a timeout.
+    """
+    # A poll object holds no kernel resource (an epoll selector costs three more system calls
+    # per wait), and Python retries poll(2) after EINTR with the time that is left.
+    poller = select.poll()
+    poller.register(fd, event)
+    while not poller.poll(max(0.0, deadline - time.monotonic()) * 1000.0):
+        if time.monotonic() >= deadline:
+            op = "read" if event == _IN else "write"
+            me = os.getpid()
+            who = diagnose.label(me)
+            raise IPCTimeoutError(
+                f"{what.format(*args)} timed out",
+                [f"{who} waited to {op} on {diagnose.fd_report(me, fd, op)}"])
+
+
+# The argument checks test the usual exact types first (`type(x) is int` costs a tenth of
+# `isinstance(x, numbers.Integral)`); anything else takes the full check in ipclab._check,
+# which raises with its own message.
 
 def read_all(fd: int, timeout: float = DEFAULT_TIMEOUT) -> bytes:
     """Read ``fd`` until end of file (every write end closed); return all the bytes.
@@ -85,11 +111,14 @@ def read_all(fd: int, timeout: float = DEFAULT_TIMEOUT) -> bytes:
         IPCTimeoutError: no end of file within ``timeout`` seconds; says who holds a write end.
         TypeError, ValueError: bad ``fd`` or ``timeout``.
     """
-    check_fd(fd)
-    deadline = time.monotonic() + check_timeout(timeout, allow_none=False)
+    if type(fd) is not int or fd < 0:
+        check_fd(fd)
+    if type(timeout) is not float or not 0.0 < timeout < _INF:
+        timeout = check_timeout(timeout, allow_none=False)
+    deadline = time.monotonic() + timeout
     parts = []
     while True:
-        _wait(fd, selectors.EVENT_READ, deadline, f"read_all(fd {fd}) waiting for end of file")
+        _wait(fd, _IN, deadline, "read_all(fd {}) waiting for end of file", fd)
         chunk = os.read(fd, 65536)
         if not chunk:
             return b"".join(parts)
@@ -104,44 +133,117 @@ def read_exactly(fd: int, n: int, timeout: float = DEFAULT_TIMEOUT) -> bytes:
         IPCTimeoutError: not all ``n`` bytes within ``timeout``.
         TypeError, ValueError: bad arguments.
     """
-    check_fd(fd)
-    check_int(n, "n", low=0)
-    deadline = time.monotonic() + check_timeout(timeout, allow_none=False)
-    buf = bytearray()
-    while len(buf) < n:
-        _wait(fd, selectors.EVENT_READ, deadline, f"read_exactly(fd {fd}, {n})")
-        chunk = os.read(fd, n - len(buf))
-        if not chunk:
-            raise EOFError(f"end of file after {len(buf)} of {n} bytes on fd {fd}")
-        buf += chunk
-    return bytes(buf)
+    if type(fd) is not int or fd < 0:
+        check_fd(fd)
+    if type(n) is not int or n < 0:
+        check_int(n, "n", low=0)
+    if type(timeout) is not float or not 0.0 < timeout < _INF:
+        timeout = check_timeout(timeout, allow_none=False)
+    if n == 0:
+        return b""
+    # A pipe has no read timeout, so poll(2) first; then read(2) returns at once with what is
+    # there, or b"" at end of file.  The first round is inlined: it is usually the only one.
+    poller = select.poll()
+    poller.register(fd, _IN)
+    deadline = time.monotonic() + timeout
+    chunk = None
+    if poller.poll(timeout * 1000.0):
+        chunk = os.read(fd, n)
+        if len(chunk) == n:
+            return chunk
+    parts, got = [], 0
+    while True:
+        if chunk is not None:
+            if not chunk:
+                raise EOFError(f"end of file after {got} of {n} bytes on fd {fd}")
+            parts.append(chunk)
+            got += len(chunk)
+            if got == n:
+                return b"".join(parts)
+        _wait(fd, _IN, deadline, "read_exactly(fd {}, {})", fd, n)
+        chunk = os.read(fd, n - got)
 
 
 def write_all(fd: int, data, timeout: float = DEFAULT_TIMEOUT) -> int:
     """Write all of ``data`` (bytes, or str as UTF-8) to ``fd``; return the byte count.
+
+    Waits in poll(2) while the pipe is full, never in write(2), so the timeout holds; except
+    where RWF_NOWAIT is refused (FIFOs, kernels before 6.4): there a write of up to PIPE_BUF
+    bytes may wait in write(2) if another writer takes the room poll saw, and a bigger one
+    sets O_NONBLOCK meanwhile, which every holder of the open file sees.
 
     Raises:
         IPCTimeoutError: the pipe stayed full for ``timeout`` seconds (nobody reads).
         BrokenPipeError: nobody holds the read end any more.
         TypeError, ValueError: bad arguments.
     """
-    check_fd(fd)
-    data = check_bytes(data)
-    view = memoryview(data)
-    deadline = time.monotonic() + check_timeout(timeout, allow_none=False)
+    if type(fd) is not int or fd < 0:
+        check_fd(fd)
+    if type(data) is not bytes:
+        data = check_bytes(data)
+    if type(timeout) is not float or not 0.0 < timeout < _INF:
+        timeout = check_timeout(timeout, allow_none=False)
+    # A blocking write(2) may wait for the reader for ever, so never start one that can block:
+    # above PIPE_BUF (4096) bytes a pipe takes what fits and the loop waits for room.
+    size, view, deadline = len(data), data, None
+    if _NOWAIT and (size > _PIPE_BUF or fd not in _NOWAIT_REFUSED):
+        done = _write_nowait(fd, data)
+        if done == size:
+            return size  # the usual case: it fitted, one system call, no wait
+        if done is not None:  # the pipe is full, or took part of a big write
+            deadline, view = time.monotonic() + timeout, memoryview(data)[done:]
+            while True:
+                _wait(fd, _OUT, deadline, _WRITE_WHAT, fd, size - len(view), size)
+                done = _write_nowait(fd, view)
+                if not done:  # poll saw room, yet nothing went in: another writer was
+                    break     # faster, or this is not a pipe.  Go on the portable way.
+                view = view[done:]
+                if not view:
+                    return size
+    if len(view) <= _PIPE_BUF:
+        # With room for one more page, a write of at most PIPE_BUF bytes goes in whole at once
+        # (POSIX makes it atomic), so poll(2) with no timeout tells that it will not block.
+        # Only another writer taking that room between poll and write can make it wait.
+        poller = select.poll()
+        poller.register(fd, _OUT)
+        while view:
+            if not poller.poll(0):
+                deadline = deadline or time.monotonic() + timeout
+                _wait(fd, _OUT, deadline, _WRITE_WHAT, fd, size - len(view), size)
+            try:
+                view = view[os.write(fd, view):]
+            except BlockingIOError:  # fd is non-blocking already and another writer was faster
+                pass
+        return size
+    # Big writes to FIFOs or on kernels without RWF_NOWAIT for pipes: set O_NONBLOCK for the
+    # duration, as ipclab always did, though other holders of the open file see it meanwhile.
+    deadline, view = deadline or time.monotonic() + timeout, memoryview(view)
     was_blocking = os.get_blocking(fd)
-    os.set_blocking(fd, False)  # a blocking write of a big buffer could wait past the deadline
+    if was_blocking:
+        os.set_blocking(fd, False)
     try:
         while view:
-            left = len(view)
-            _wait(fd, selectors.EVENT_WRITE, deadline,
-                  lambda left=left: f"write_all(fd {fd}) after {len(data) - left} "
-                                    f"of {len(data)} bytes")
             with contextlib.suppress(BlockingIOError):
                 view = view[os.write(fd, view):]
+            if view:
+                _wait(fd, _OUT, deadline, _WRITE_WHAT, fd, size - len(view), size)
     finally:
-        os.set_blocking(fd, was_blocking)
-    return len(data)
+        if was_blocking:
+            os.set_blocking(fd, True)
+    return size
+
+
+def _write_nowait(fd: int, data) -> int | None:
+    """Write what fits into ``fd`` now, never waiting (RWF_NOWAIT); None if not supported."""
+    try:
+        return os.pwritev(fd, (data,), -1, _NOWAIT)  # offset -1: at the file position
+    except BlockingIOError:
+        return 0
+    except OSError as e:
+        if e.errno not in _NOWAIT_UNSUPPORTED:
+            raise
+        _NOWAIT_REFUSED.add(fd)  # if the number is reused, small writes take the poll way
+        return None
 
 
 @contextlib.contextmanager
@@ -193,8 +295,7 @@ def open_fifo(path: str, mode: str, timeout: float = DEFAULT_TIMEOUT) -> int:
         # Linux reports a FIFO readable only once a writer has written or come and gone,
         # never for "no writer yet", so this waits for the peer without busy polling.
         try:
-            _wait(fd, selectors.EVENT_READ, deadline,
-                  f"open_fifo({path!r}, 'r') waiting for a writer")
+            _wait(fd, _IN, deadline, "open_fifo({!r}, 'r') waiting for a writer", path)
         except BaseException:
             os.close(fd)
             raise

@@ -1,11 +1,12 @@
 """SysV semaphores: a counting Semaphore and a Mutex that survives a holder's death.
 
-Wraps semget(2) and semctl(2) (through ``sysv_ipc.Semaphore``) and
-semtimedop(2) (through :mod:`ipclab.semwait`, so every wait has a timeout that
-really fires).  Each handle uses semaphore 0 of its set, which is what PHP's
-``sem_get``/``sem_acquire`` use too (PHP makes a set of 3; the other two are
-its bookkeeping, which a handle opening such a set joins, see
-``Semaphore._join_php``), so Python, C and PHP can share a lock by key.
+Wraps semget(2), semctl(2) and, to release, semop(2) (through
+``sysv_ipc.Semaphore``) and semtimedop(2) (through :mod:`ipclab.semwait`, so
+every wait has a timeout that really fires).  Each handle uses semaphore 0
+of its set, which is what PHP's ``sem_get``/``sem_acquire`` use too (PHP
+makes a set of 3; the other two are its bookkeeping, which a handle opening
+such a set joins, see ``Semaphore._join_php``), so Python, C and PHP can
+share a lock by key.
 
 PHP's ``sem_get($key, $max_acquire)`` is ``Semaphore(key, value=max_acquire)``;
 ``sem_acquire``/``sem_release`` are :meth:`Semaphore.acquire`/``release``.
@@ -53,7 +54,7 @@ class Semaphore:
                  exclusive: bool = False, undo: bool = False, timeout: float | None = 60.0):
         value = check_int(value, "value", low=0, high=SEMVMX)
         mode = _sysv.check_mode(mode)
-        self.undo = _sysv.check_flag(undo, "undo")
+        undo = _sysv.check_flag(undo, "undo")
         self.timeout = check_timeout(timeout)
 
         def make(k, flags):
@@ -65,6 +66,7 @@ class Semaphore:
         self.name = key if isinstance(key, str) else _sysv.hexkey(self.key)
         _names[self.id] = self.name
         self._php_user = None  # pid that counts as a user of a PHP set (see _join_php)
+        self.undo = undo  # prepares the operations, see below
         if not self.created and _nsems(self.id) == 3:
             self._join_php()
 
@@ -81,6 +83,24 @@ class Semaphore:
         semwait.semop(self.id, ops, self.timeout or 30.0)
         semwait.semop(self.id, [(2, -1, semwait.SEM_UNDO)])
         self._php_user = os.getpid()
+
+    @property
+    def undo(self) -> bool:
+        """Whether the kernel gives back what this process took when it exits (SEM_UNDO)."""
+        return self._undo
+
+    @undo.setter
+    def undo(self, undo: bool) -> None:
+        # Check and pack the operations now (semwait.prepare), so that acquire and release
+        # cost one system call and a few attribute reads.  release() is sysv_ipc's own (it
+        # never waits); only when it fails does _up redo it, to word the error as ipclab.
+        self._undo = undo
+        sem, flag = self._sem, semwait.SEM_UNDO if undo else 0
+        if sem is not None:
+            sem.undo = bool(undo)  # SEM_UNDO on sysv_ipc's release (and acquire) too
+        self._down = semwait.prepare(self.id if sem is None else sem, [(0, -1, flag)]).run
+        self._up = semwait.prepare(self.id, [(0, 1, flag)]).run
+        self._try = semwait.prepare(self.id, [(0, -1, semwait.IPC_NOWAIT | flag)]).run
 
     def _handle(self):
         if self._sem is None:
@@ -113,8 +133,10 @@ class Semaphore:
             ObjectGoneError: the set was removed (before or while waiting), or handle closed.
         """
         wait = self.timeout if timeout is None else check_timeout(timeout)
+        if self._sem is None:
+            raise ObjectGoneError(f"{self.kind} {self.name!r}: this {self.kind} handle is closed")
         try:
-            semwait.acquire(self._handle().id, wait, undo=self.undo)
+            self._down(wait)
         except IPCTimeoutError:
             raise IPCTimeoutError(f"{self.kind} {self.name!r} not acquired within {wait:g} s",
                                   self._explain()) from None
@@ -123,9 +145,9 @@ class Semaphore:
 
     def try_acquire(self) -> bool:
         """Take one unit if that needs no waiting (IPC_NOWAIT); return whether it did."""
+        self._handle()
         try:
-            semwait.semop(self._handle().id,
-                          [(0, -1, semwait.IPC_NOWAIT | (semwait.SEM_UNDO if self.undo else 0))])
+            self._try(None)
         except BlockingIOError:
             return False
         return True
@@ -137,8 +159,14 @@ class Semaphore:
             ObjectGoneError: the set was removed, or the handle is closed.
             LimitError: the value would exceed SEMVMX.
         """
+        if self._sem is None:
+            raise ObjectGoneError(f"{self.kind} {self.name!r}: this {self.kind} handle is closed")
         try:
-            semwait.release(self._handle().id, undo=self.undo)
+            return self._sem.release()
+        except (sysv_ipc.Error, ValueError, MemoryError):
+            pass
+        try:  # it failed: do it again through semwait, which words the error as ipclab does
+            self._up()
         except ObjectGoneError as e:
             raise ObjectGoneError(f"{self.kind} {self.name!r}: {e}") from None
 
@@ -233,11 +261,12 @@ class Mutex(Semaphore):
             IPCLabError: this process already holds it.
             others: as :meth:`Semaphore.acquire`.
         """
-        if self.held:
+        pid = os.getpid()
+        if self._holder == pid:
             raise IPCLabError(f"{self!r} is already held by this process; a Mutex is not "
                               f"reentrant, so waiting for it would wait forever")
         super().acquire(timeout)
-        self._holder = os.getpid()
+        self._holder = pid
 
     def try_acquire(self) -> bool:
         if self.held:
@@ -254,7 +283,7 @@ class Mutex(Semaphore):
             IPCLabError: this process does not hold it.
             others: as :meth:`Semaphore.release`.
         """
-        if not self.held:
+        if self._holder != os.getpid():
             raise IPCLabError(f"{self!r} is not held by this process; only the process that "
                               f"acquired a Mutex may release it")
         self._holder = None

@@ -6,12 +6,15 @@ the timeout when it was built with semtimedop; its Linux wheels are not
 then ``acquire(timeout=5)`` silently blocks forever.  A lab that hangs a
 notebook kernel is worse than one that fails, so this module calls the C
 library's ``semtimedop`` directly: it is our one way to wait with a timeout.
+Where sysv_ipc was built with semtimedop, :func:`prepare` lets it do
+single-semaphore waits itself (same system call, without ctypes' cost).
 
 Wraps semtimedop(2) (and semctl(2) ``GETVAL`` to describe a timeout).  It does
 not create or remove semaphore sets (use ``sysv_ipc.Semaphore``), and needs a
 C library that has semtimedop (glibc, musl; not macOS).  The non-blocking form
 is ``flags=IPC_NOWAIT`` in an op, which raises ``BlockingIOError`` instead of
-waiting; ``timeout=0`` is refused.
+waiting; ``timeout=0`` is refused.  A hot loop should :func:`prepare` its ops
+once: :func:`semop` checks and packs them on every call.
 """
 
 from __future__ import annotations
@@ -20,12 +23,16 @@ import ctypes
 import errno
 import time
 
+import sysv_ipc
+
 from ._check import check_int, check_timeout
 from .errors import IPCLabError, IPCTimeoutError, LimitError, ObjectGoneError
 
 SEM_UNDO = 0x1000  # undo this op when the process exits (see acquire)
 IPC_NOWAIT = 0o4000  # fail with EAGAIN instead of waiting
 _GETVAL = 12  # semctl command, <linux/sem.h>
+NATIVE_TIMEOUT = bool(getattr(sysv_ipc, "SEMAPHORE_TIMEOUT_SUPPORTED", False))
+_monotonic = time.monotonic
 
 
 class _Sembuf(ctypes.Structure):
@@ -47,11 +54,16 @@ def _lib():
         lib = ctypes.CDLL(None, use_errno=True)
         if not hasattr(lib, "semtimedop"):
             raise IPCLabError("this C library has no semtimedop(); semwait needs Linux")
-        lib.semtimedop.argtypes = [ctypes.c_int, ctypes.POINTER(_Sembuf), ctypes.c_size_t,
-                                   ctypes.POINTER(_Timespec)]
+        # No argtypes: each call passes (int, byref(sembufs), int, byref(timespec) or None),
+        # which ctypes hands over as they are, faster than converting through argtypes.
+        # nsops goes as a C int (libffi widens it; the kernel reads an unsigned int).
         lib.semtimedop.restype = ctypes.c_int
         _libc = lib
     return _libc
+
+
+def _timespec(seconds: float):
+    return ctypes.byref(_Timespec(int(seconds), int(seconds % 1 * 1e9)))
 
 
 def _semid(sem) -> int:
@@ -93,6 +105,114 @@ def _value(semid: int, num: int) -> int | None:
     return None if value < 0 else value
 
 
+class Operation:
+    """``ops`` on one semaphore set, checked and packed once: ``op.run(timeout)`` applies them.
+
+    The sembuf array is built once; the timespec of the last timeout is kept,
+    so a call with the same timeout converts nothing.  ``timeout`` must already
+    be checked (a float > 0, or None: no limit): :func:`semop` checks it.
+
+    Raises (when called):
+        as :func:`semop`.
+    """
+
+    __slots__ = ("semid", "ops", "_fn", "_buf", "_ref", "_n", "_last")
+
+    def __init__(self, semid: int, ops):
+        self.semid, self.ops, self._fn = semid, ops, _lib().semtimedop
+        self._buf = (_Sembuf * len(ops))(*[_Sembuf(n, d, f) for n, d, f in ops])
+        self._ref, self._n = ctypes.byref(self._buf), len(ops)
+        self._last = (None, None)  # (timeout, its timespec)
+
+    def run(self, timeout: float | None = None) -> None:
+        if timeout is None:
+            if self._fn(self.semid, self._ref, self._n, None) == 0:
+                return
+            return self._failed(None, 0.0)
+        last = self._last  # one tuple, so threads sharing the handle never mix them up
+        if last[0] != timeout:
+            last = self._last = (timeout, _timespec(timeout))
+        start = _monotonic()  # only read again if a signal interrupts the wait
+        if self._fn(self.semid, self._ref, self._n, last[1]) == 0:
+            return
+        self._failed(timeout, start)
+
+    def _failed(self, timeout, start) -> None:
+        while True:
+            err = ctypes.get_errno()
+            if err != errno.EINTR:
+                _raise(err, self.semid, self.ops, timeout)
+            # A signal arrived.  Returning to Python lets its handler run now: a Jupyter
+            # "interrupt" (SIGINT -> KeyboardInterrupt) or a handler that raises ends the
+            # wait here.  A handler that returns lets us retry with the remaining time.
+            ts = (None if timeout is None
+                  else _timespec(max(0.0, start + timeout - _monotonic())))
+            if self._fn(self.semid, self._ref, self._n, ts) == 0:
+                return
+
+
+class _NativeAcquire(Operation):
+    """Take 1 from semaphore 0 with sysv_ipc's acquire(timeout), built with semtimedop."""
+
+    __slots__ = ("_acquire",)
+
+    def run(self, timeout: float | None = None) -> None:
+        if timeout is None:  # sysv_ipc would call semop(): keep semtimedop for diagnose
+            return Operation.run(self, None)
+        start, left = _monotonic(), timeout
+        while True:
+            try:
+                return self._acquire(left)
+            except (sysv_ipc.Error, ValueError, MemoryError, OSError) as e:
+                failure = e
+            # Out of the except block: what a signal handler raises, or ours, does not
+            # come chained to sysv_ipc's exception.
+            err = _native_errno(failure)
+            if err != errno.EINTR:
+                _raise(err, self.semid, self.ops, timeout)
+            left = max(0.0, start + timeout - _monotonic())  # the handler returned: go on
+
+
+def _native_errno(e: BaseException) -> int:
+    """The errno behind an exception sysv_ipc raised for semop (see its sem_set_error)."""
+    if isinstance(e, sysv_ipc.BusyError):
+        return errno.EAGAIN
+    if isinstance(e, sysv_ipc.ExistentialError):
+        return errno.EIDRM if "removed" in str(e) else errno.EINVAL
+    if isinstance(e, sysv_ipc.PermissionsError):
+        return errno.EACCES
+    if isinstance(e, OSError):
+        return e.errno or errno.EIO
+    if isinstance(e, ValueError):
+        return errno.ERANGE
+    if isinstance(e, MemoryError):
+        return errno.ENOMEM
+    return errno.EINTR  # the plain sysv_ipc.Error: "Signaled while waiting"
+
+
+def prepare(sem, ops) -> Operation:
+    """Check and pack ``ops`` for set ``sem`` once; return ``op`` to call as ``op.run(timeout)``.
+
+    ``sem`` is a set id or a ``sysv_ipc.Semaphore``.  Where sysv_ipc was built
+    with semtimedop (:data:`NATIVE_TIMEOUT`) and ``ops`` is what that handle's
+    ``acquire`` does (take 1 from semaphore 0, SEM_UNDO as its ``undo``), the
+    wait goes through sysv_ipc itself (so leave the handle's ``undo`` and ``block``
+    as they are then).  ``op.run(timeout)`` takes a checked timeout.
+
+    Raises:
+        TypeError, ValueError: a bad set id or ops (the call raises as :func:`semop`).
+    """
+    semid = _semid(sem)
+    ops = _check_ops(ops)
+    if (NATIVE_TIMEOUT and isinstance(sem, sysv_ipc.Semaphore) and len(ops) == 1
+            and ops[0][:2] == (0, -1) and ops[0][2] == (SEM_UNDO if sem.undo else 0)
+            and sem.block):
+        native = _NativeAcquire(semid, ops)
+        native._acquire = sem.acquire
+        return native
+    return Operation(semid, ops)
+
+
 def semop(semid: int, ops, timeout: float | None = None) -> None:
     """Apply ``ops`` to semaphore set ``semid`` atomically, waiting at most ``timeout`` seconds.
 
@@ -109,24 +229,8 @@ def semop(semid: int, ops, timeout: float | None = None) -> None:
         LimitError: too many ops (E2BIG) or a value beyond SEMVMX (ERANGE).
     """
     semid = check_int(semid, "semid", low=0)
-    ops = _check_ops(ops)
-    timeout = check_timeout(timeout)
-    buf = (_Sembuf * len(ops))(*[_Sembuf(n, d, f) for n, d, f in ops])
-    deadline = None if timeout is None else time.monotonic() + timeout
-    while True:
-        ts = None
-        if deadline is not None:
-            remaining = max(0.0, deadline - time.monotonic())
-            ts = ctypes.byref(_Timespec(int(remaining), int(remaining % 1 * 1e9)))
-        if _lib().semtimedop(semid, buf, len(ops), ts) == 0:
-            return
-        err = ctypes.get_errno()
-        if err == errno.EINTR:
-            # A signal arrived.  Returning to Python lets its handler run now: a Jupyter
-            # "interrupt" (SIGINT -> KeyboardInterrupt) or a handler that raises ends the
-            # wait here.  A handler that returns lets us retry with the remaining time.
-            continue
-        _raise(err, semid, ops, timeout)
+    op = Operation(semid, _check_ops(ops))
+    op.run(check_timeout(timeout))
 
 
 def _raise(err: int, semid: int, ops, timeout) -> None:

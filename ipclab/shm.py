@@ -117,6 +117,12 @@ class Segment:
     def _span(self, offset, count, what: str) -> tuple[int, int]:
         if self._shm is None:
             raise ObjectGoneError("this segment handle is closed (detached); open it again")
+        size = self.size
+        if type(offset) is int and 0 <= offset <= size:  # the usual case, checked cheaply
+            if count is None:
+                return offset, size - offset
+            if type(count) is int and 0 <= count <= size - offset:
+                return offset, count
         offset = check_int(offset, "offset", low=0)
         if offset > self.size:
             raise ValueError(f"offset must be between 0 and the segment's size {self.size}, "
@@ -135,7 +141,7 @@ class Segment:
             ObjectGoneError: the handle is closed.
         """
         offset, count = self._span(offset, count, "read")
-        return self._shm.read(count, offset) if count else b""
+        return bytes(self._memory()[offset:offset + count])
 
     def write(self, data, offset: int = 0) -> int:
         """Copy ``data`` (bytes-like; a str is encoded UTF-8) to ``offset``; return its length.
@@ -154,8 +160,9 @@ class Segment:
         offset, _ = self._span(offset, len(data), "write")
         if self.readonly:
             raise PermissionError("this segment is attached read-only (readonly=True)")
-        if len(data):
-            self._shm.write(data, offset)
+        end = offset + len(data)
+        if end > offset:
+            self._memory()[offset:end] = data
         return len(data)
 
     def view(self, offset: int = 0, count: int | None = None) -> memoryview:
@@ -170,12 +177,18 @@ class Segment:
             as :meth:`read`.
         """
         offset, count = self._span(offset, count, "view")
+        # PickleBuffer is only used as a counting wrapper (nothing is pickled): each view
+        # holds an export of the guard, so guard.release() fails while any view is alive.
+        return memoryview(pickle.PickleBuffer(self._memory()))[offset:offset + count]
+
+    def _memory(self) -> memoryview:
+        """The guard: a memoryview of the whole attachment that read, write and view go
+        through (sysv_ipc's own read and write would ask shmctl(IPC_STAT) for the size
+        on every call; the size cannot change while attached)."""
         if self._guard is None:
             whole = memoryview(self._shm)
             self._guard = whole.toreadonly() if self.readonly else whole
-        # PickleBuffer is only used as a counting wrapper (nothing is pickled): each view
-        # holds an export of the guard, so guard.release() fails while any view is alive.
-        return memoryview(pickle.PickleBuffer(self._guard))[offset:offset + count]
+        return self._guard
 
     # -- lifetime ------------------------------------------------------------------------
 

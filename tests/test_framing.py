@@ -3,10 +3,11 @@
 import os
 import socket
 import threading
+import time
 
 import pytest
 
-from ipclab import framing
+from ipclab import diagnose, framing, sockpair
 from ipclab.errors import IPCTimeoutError, ProtocolError
 
 pytestmark = pytest.mark.timeout(30)
@@ -18,6 +19,56 @@ def pair():
     yield a, b
     a.close()
     b.close()
+
+
+def _blocking():
+    return socket.socketpair()
+
+
+def _python_timeout():  # O_NONBLOCK, and Python polls before each call (net.connect's kind)
+    a, b = socket.socketpair()
+    a.settimeout(5)
+    b.settimeout(5)
+    return a, b
+
+
+def _non_blocking():  # as in a selectors loop
+    a, b = socket.socketpair()
+    a.setblocking(False)
+    b.setblocking(False)
+    return a, b
+
+
+def _sockpair_end():  # blocking, the timeout kept by the kernel
+    return sockpair.pair(timeout=5)
+
+
+def _sockpair_end_without_timeout():
+    a, b = sockpair.pair()
+    a.settimeout(None)
+    b.settimeout(None)
+    return a, b
+
+
+@pytest.fixture(params=[_blocking, _python_timeout, _non_blocking, _sockpair_end,
+                        _sockpair_end_without_timeout], ids=lambda make: make.__name__[1:])
+def any_pair(request):
+    """Connected stream sockets in each mode framing meets: the mode must not matter."""
+    a, b = request.param()
+    modes = [(s.gettimeout(), os.get_blocking(s.fileno())) for s in (a, b)]
+    yield a, b
+    if a.fileno() >= 0:
+        assert [(s.gettimeout(), os.get_blocking(s.fileno())) for s in (a, b)] == modes
+    a.close()
+    b.close()
+
+
+def _raises(call, seconds: float, match: str) -> None:
+    """``call`` raises IPCTimeoutError matching ``match``, after ``seconds`` (not much later)."""
+    start = time.monotonic()
+    with pytest.raises(IPCTimeoutError, match=match):
+        call()
+    assert seconds <= time.monotonic() - start < seconds + 0.5
 
 
 def test_splitter_joins_pieces_and_accepts_both_endings():
@@ -124,6 +175,120 @@ def test_send_message_refuses_a_payload_over_max_size(pair):
 def test_arguments_are_checked(pair, call, message):
     with pytest.raises((TypeError, ValueError), match=message):
         call(pair[0])
+
+
+def test_frames_cross_on_every_kind_of_socket_which_keeps_its_mode(any_pair):
+    a, b = any_pair
+    big = os.urandom(1 << 20)
+
+    def sender():
+        for m in (b"", b"hi", big):
+            framing.send_message(a, m)
+        framing.send_all(a, bytes(range(200)))
+        framing.send_line(a, "a line")  # LineReader keeps whatever comes after a line
+
+    t = threading.Thread(target=sender)
+    t.start()
+    assert [framing.recv_message(b) for _ in range(3)] == [b"", b"hi", big]
+    assert framing.recv_exactly(b, 200) == bytes(range(200))
+    assert framing.LineReader(b).readline() == b"a line"
+    t.join()
+    a.close()
+    assert framing.recv_exactly(b, 5) is None and framing.recv_exactly(b, 0) == b""
+
+
+def test_bytes_sent_one_at_a_time_are_joined_on_every_kind_of_socket(any_pair):
+    a, b = any_pair
+    data = os.urandom(300)
+    sender = threading.Thread(target=lambda: [framing.send_all(a, data[i:i + 1])
+                                              for i in range(len(data))])
+    sender.start()
+    assert framing.recv_exactly(b, len(data)) == data
+    sender.join()
+
+
+def test_timeouts_fire_on_time_on_every_kind_of_socket(any_pair):
+    a, b = any_pair
+    framing.send_all(a, b"abc")
+    _raises(lambda: framing.recv_exactly(b, 5, timeout=0.2), 0.2,
+            r"waiting for 5 bytes \(3 so far\): the peer sent nothing more")
+    framing.send_all(a, b"half a li")
+    _raises(lambda: framing.LineReader(b, timeout=0.2).readline(), 0.2,
+            r"waiting for a line \(9 bytes of it so far\)")
+    _raises(lambda: framing.send_all(a, b"x" * (16 << 20), timeout=0.2), 0.2,
+            "timed out sending 16777216 bytes: the peer is not reading")
+
+
+def test_a_close_in_the_middle_of_a_frame_is_reported_on_every_kind_of_socket(any_pair):
+    a, b = any_pair
+    framing.send_all(a, b"\0\0\0\x09abc")
+    a.close()
+    with pytest.raises(ProtocolError, match="the peer closed the connection after 3 of 9 bytes"):
+        framing.recv_message(b)
+
+
+def test_a_sockpair_end_gets_no_setsockopt_per_call(monkeypatch):
+    calls = []
+    set_timeo = sockpair.Socket._set_timeo
+    monkeypatch.setattr(sockpair.Socket, "_set_timeo",
+                        lambda sock, *args: calls.append(args) or set_timeo(sock, *args))
+    with sockpair.pair(timeout=5) as (a, b):
+        for timeout, expected in ((5.0, 0), (2.0, 4)):  # 2 s: once per end and direction
+            calls.clear()
+            for _ in range(20):
+                framing.send_message(a, b"ping", timeout=timeout)
+                assert framing.recv_message(b, timeout=timeout) == b"ping"
+                framing.send_line(b, "pong", timeout=timeout)
+                assert framing.LineReader(a, timeout=timeout).readline() == b"pong"
+            assert len(calls) == expected
+
+
+def test_two_threads_may_wait_on_one_socket():
+    a, b = _python_timeout()
+    got = []
+    threads = [threading.Thread(target=lambda: got.append(framing.recv_exactly(b, 1)))
+               for _ in range(2)]
+    with a, b:
+        for t in threads:
+            t.start()
+            deadline = time.monotonic() + 5
+            while (diagnose.syscall(t.native_id) or ("",))[0] not in ("poll", "ppoll"):
+                assert time.monotonic() < deadline, "the reader never waited in poll"
+                time.sleep(0.001)
+        a.sendall(b"xy")
+        for t in threads:
+            t.join()
+    assert sorted(got) == [b"x", b"y"]
+
+
+class _Shouting(socket.socket):
+    """A subclass that reads and writes its own way, as ssl.SSLSocket does."""
+
+    def recv(self, size, flags=0):
+        return super().recv(size, flags).upper()
+
+    def sendall(self, data, flags=0):
+        return super().sendall(bytes(data).lower(), flags)
+
+
+def test_a_socket_subclass_is_read_and_written_through_its_own_methods(pair):
+    a, b = (_Shouting(fileno=s.detach()) for s in pair)
+    with a, b:
+        b.settimeout(2)
+        framing.send_all(a, b"Hello")
+        assert framing.recv_exactly(b, 5) == b"HELLO" and b.gettimeout() == 2
+        with pytest.raises(IPCTimeoutError, match="timed out sending 16777216 bytes"):
+            framing.send_all(a, b"x" * (16 << 20), timeout=0.2)
+        assert a.gettimeout() is None
+
+
+def test_wait_readable_says_what_it_waited_for(pair):
+    a, b = pair
+    with pytest.raises(IPCTimeoutError, match="timed out waiting for a reply: the peer sent "
+                                              "nothing more and did not close"):
+        framing.wait_readable(b, time.monotonic() + 0.1, "a reply")
+    a.sendall(b"!")
+    framing.wait_readable(b, time.monotonic() + 5, "a reply")
 
 
 def test_a_closed_socket_is_refused(pair):

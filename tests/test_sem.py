@@ -11,7 +11,7 @@ import sysv_ipc
 from _helpers import reap, start_child
 
 from ipclab import keys, proc
-from ipclab.errors import IPCLabError, IPCTimeoutError, ObjectGoneError
+from ipclab.errors import IPCLabError, IPCTimeoutError, LimitError, ObjectGoneError
 from ipclab.sem import SEMVMX, Mutex, Semaphore
 from ipclab.shm import Segment
 
@@ -259,10 +259,12 @@ def _increment(i, seg, lock, start, n):
     for _ in range(n):
         if lock is None:
             (x,) = struct.unpack_from("<q", view)
+            os.sched_yield()  # let another child in here, as a timer interrupt might
             struct.pack_into("<q", view, 0, x + 1)
         else:
             with lock:
                 (x,) = struct.unpack_from("<q", view)
+                os.sched_yield()
                 struct.pack_into("<q", view, 0, x + 1)
     view.release()
 
@@ -292,3 +294,93 @@ def test_stress_8_processes_x_20000_increments_under_the_mutex_are_exact(run):
 
 def test_stress_without_the_mutex_updates_are_lost():
     assert _race(8, 20_000, locked=False) < 160_000
+
+
+# -- the fast paths keep every check and message ----------------------------------------
+
+@pytest.mark.parametrize(("undo", "value_after"), [(True, 0), (False, 1)])
+def test_release_uses_sem_undo_exactly_when_the_handle_does(made, undo, value_after):
+    sem = made(Semaphore(value=0, undo=undo))
+    assert reap(start_child(lambda: sem.release() or 0)) == 0
+    assert sem.value == value_after  # with SEM_UNDO the kernel took the child's release back
+
+
+def test_changing_undo_on_an_open_handle_applies_to_the_next_operations(made):
+    sem = made(Semaphore(value=1))
+    sem.undo = True  # as lab 03's checks do
+
+    def take_and_give_twice():
+        sem.acquire()  # undone at exit: +1
+        sem.release()
+        sem.release()  # undone at exit: -1, -1
+        return 0 if sem.value == 2 else 1
+
+    assert reap(start_child(take_and_give_twice)) == 0
+    assert sem.value == 1 and sem.undo is True
+    sem.undo = False
+    assert reap(start_child(lambda: sem.acquire() or 0)) == 0
+    assert sem.value == 0  # nothing given back this time
+
+
+def test_release_beyond_semvmx_is_a_limit_error_and_changes_nothing(made):
+    sem = made(Semaphore(value=SEMVMX))
+    with pytest.raises(LimitError, match=f"^semaphore set {sem.id}: increment sem 0 by 1 "
+                                         f"would exceed SEMVMX \\(32767\\)$") as info:
+        sem.release()
+    assert info.value.__context__ is None  # no sysv_ipc error chained to it
+    assert sem.value == SEMVMX
+    sem.acquire()
+    sem.release()
+    assert sem.value == SEMVMX
+
+
+def test_a_closed_handle_says_so_and_touches_nothing(made):
+    sem = made(Semaphore(value=1))
+    sem.close()
+    name = f"'0x{sem.key:08x}'"
+    for call in (sem.acquire, sem.release):
+        with pytest.raises(ObjectGoneError) as info:
+            call()
+        assert str(info.value) == f"Semaphore {name}: this Semaphore handle is closed"
+    with pytest.raises(ObjectGoneError, match="^this Semaphore handle is closed$"):
+        sem.try_acquire()
+    assert sysv_ipc.Semaphore(sem.key).value == 1
+
+
+def test_each_acquire_honours_its_own_timeout(made):
+    sem = made(Semaphore(value=0, timeout=0.3))
+    for timeout, low, high in ((None, 0.25, 3), (0.05, 0.04, 0.28), (None, 0.25, 3)):
+        start = time.monotonic()
+        with pytest.raises(IPCTimeoutError, match=f"not acquired within "
+                                                  f"{0.3 if timeout is None else timeout:g} s"):
+            sem.acquire(timeout)
+        assert low <= time.monotonic() - start < high
+
+
+class Alarm(Exception):
+    pass
+
+
+@pytest.mark.timeout(20, method="thread")  # pytest-timeout's signal method uses SIGALRM too
+def test_a_signal_during_acquire_runs_its_handler_and_keeps_the_deadline(made):
+    sem, calls = made(Semaphore(value=0, timeout=0.5)), []
+
+    def handler(signum, frame):
+        calls.append(signum)
+        if len(calls) == 2:
+            raise Alarm
+
+    old = signal.signal(signal.SIGALRM, handler)
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 0.3)
+        start = time.monotonic()
+        with pytest.raises(IPCTimeoutError):
+            sem.acquire()  # the handler returns: the wait goes on for the time left
+        assert 0.45 <= time.monotonic() - start < 0.75
+        signal.setitimer(signal.ITIMER_REAL, 0.2)
+        with pytest.raises(Alarm):
+            sem.acquire(10)  # the handler raises: the wait ends with its exception
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+    assert calls == [signal.SIGALRM] * 2 and sem.value == 0

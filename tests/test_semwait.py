@@ -1,5 +1,6 @@
 """Tests for ipclab.semwait: semtimedop with timeouts, SEM_UNDO, removal, signals, errors."""
 
+import errno
 import os
 import signal
 import time
@@ -208,3 +209,124 @@ def test_bad_arguments_are_refused_before_any_system_call(sem0, call, exc, messa
     with pytest.raises(exc, match=message):
         call(sem0)
     assert sem0.value == 0
+
+
+# -- prepared operations: checked and packed once, then run many times ------------------
+
+def _native_wanted(backend):
+    return pytest.param(backend, marks=pytest.mark.skipif(
+        backend == "sysv_ipc" and not semwait.NATIVE_TIMEOUT,
+        reason="this sysv_ipc has no semtimedop (the PyPI wheel): only ctypes waits"))
+
+
+BACKENDS = [_native_wanted("ctypes"), _native_wanted("sysv_ipc")]
+
+
+def prepared_take(sem, backend):
+    """A prepared 'take 1 from sem 0' that waits through ``backend``."""
+    op = semwait.prepare(sem if backend == "sysv_ipc" else sem.id, [(0, -1, 0)])
+    assert (type(op) is semwait.Operation) == (backend == "ctypes")
+    return op
+
+
+def test_prepare_leaves_waits_to_sysv_ipc_only_where_it_has_semtimedop(sem0):
+    native = semwait.NATIVE_TIMEOUT
+    assert (type(semwait.prepare(sem0, [(0, -1, 0)])) is semwait.Operation) != native
+    for ops in ([(0, 1, 0)], [(0, -1, semwait.SEM_UNDO)], [(0, -2, 0)],
+                [(0, -1, semwait.IPC_NOWAIT)], [(0, -1, 0), (0, 1, 0)]):
+        assert type(semwait.prepare(sem0, ops)) is semwait.Operation  # ctypes does these
+    sem0.undo = True  # now the handle's acquire uses SEM_UNDO: it matches that op instead
+    assert type(semwait.prepare(sem0, [(0, -1, 0)])) is semwait.Operation
+    assert (type(semwait.prepare(sem0, [(0, -1, semwait.SEM_UNDO)]))
+            is semwait.Operation) != native
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_prepared_op_runs_many_times_and_honours_each_timeout(sem0, backend):
+    take, give = prepared_take(sem0, backend), semwait.prepare(sem0.id, [(0, 1, 0)])
+    for _ in range(3):
+        give.run()
+        take.run(5.0)
+    assert sem0.value == 0
+    for timeout, low, high in ((0.3, 0.25, 3), (0.05, 0.04, 0.28), (0.3, 0.25, 3)):
+        start = time.monotonic()
+        with pytest.raises(IPCTimeoutError, match=f"decrement sem 0 by 1 within "
+                                                  f"timeout={timeout:g} s \\(sem 0 is 0\\)"):
+            take.run(timeout)  # a new timeout replaces the remembered one
+        assert low <= time.monotonic() - start < high
+    assert sem0.value == 0
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_prepared_op_reports_removal_and_a_missing_set(sem0, backend):
+    take = prepared_take(sem0, backend)
+
+    def child():
+        try:
+            take.run(10.0)
+        except ObjectGoneError as e:
+            return 0 if str(e) == (f"semaphore set {sem0.id} was removed while this "
+                                   f"process waited") else 2
+        return 3
+
+    pid = start_child(child)
+    try:
+        deadline = time.monotonic() + 5
+        while sem0.waiting_for_nonzero == 0 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        sem0.remove()
+    finally:
+        assert reap(pid) == 0
+    with pytest.raises(ObjectGoneError, match=f"^there is no semaphore set {sem0.id} ") as info:
+        take.run(1.0)
+    assert info.value.__context__ is None  # no sysv_ipc error chained to it
+
+
+@pytest.mark.timeout(20, method="thread")  # pytest-timeout's signal method uses SIGALRM too
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_signals_during_a_prepared_wait(sem0, backend):
+    take, calls = prepared_take(sem0, backend), []
+
+    def handler(signum, frame):
+        calls.append(signum)
+        if len(calls) == 2:
+            raise Alarm
+
+    old = signal.signal(signal.SIGALRM, handler)
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 0.3)  # returns: the wait goes on, time left
+        start = time.monotonic()
+        with pytest.raises(IPCTimeoutError):
+            take.run(0.5)
+        assert 0.45 <= time.monotonic() - start < 0.75
+        signal.setitimer(signal.ITIMER_REAL, 0.2)  # raises: the wait ends with it
+        with pytest.raises(Alarm) as info:
+            take.run(10.0)
+        assert info.value.__context__ is None
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+    assert calls == [signal.SIGALRM] * 2 and sem0.value == 0
+
+
+@pytest.mark.parametrize(("error", "code"), [
+    (sysv_ipc.BusyError("The semaphore is busy"), "EAGAIN"),
+    (sysv_ipc.ExistentialError("The semaphore was removed"), "EIDRM"),
+    (sysv_ipc.ExistentialError("No semaphore exists with the specified key"), "EINVAL"),
+    (sysv_ipc.PermissionsError("Permission denied"), "EACCES"),
+    (ValueError("The semaphore's value must remain between 0 and 32767"), "ERANGE"),
+    (MemoryError("Not enough memory"), "ENOMEM"),
+    (OSError(errno.E2BIG, "Argument list too long"), "E2BIG"),
+    (sysv_ipc.Error("Signaled while waiting"), "EINTR"),
+])
+def test_sysv_ipc_errors_map_back_to_the_errno_they_came_from(error, code):
+    assert semwait._native_errno(error) == getattr(errno, code)
+
+
+def test_prepare_checks_its_arguments_once(sem0):
+    with pytest.raises(TypeError, match="sem must be a sysv_ipc.Semaphore or an int"):
+        semwait.prepare("sem", [(0, -1, 0)])
+    with pytest.raises(ValueError, match=r"each op must be a \(sem_num, sem_op, flags\)"):
+        semwait.prepare(sem0, [(0, -1)])
+    with pytest.raises(ValueError, match="flags must combine SEM_UNDO and IPC_NOWAIT only"):
+        semwait.prepare(sem0.id, [(0, -1, 0o7)])

@@ -284,3 +284,24 @@ def test_a_killed_child_does_not_take_the_segment_with_it(seg):
     pid = start_child(die)
     assert reap(pid) == -9
     assert seg.read(0, 6) == b"before" and seg.attached == 1
+
+
+def test_read_and_write_leave_no_view_behind_so_close_works_at_once():
+    s = Segment(None, 64)
+    try:
+        assert s.write(b"abc", 61) == 3 and s.read(61) == b"abc" and s.read(0, 0) == b""
+        assert s.write(b"") == 0
+        s.close()  # read and write went through the guard view, and kept no export of it
+        assert s.closed
+    finally:
+        s.remove()
+
+
+@pytest.mark.parametrize("call", [
+    lambda s: s.read(True), lambda s: s.read(0, False), lambda s: s.write(b"x", True),
+    lambda s: s.view(1, True), lambda s: s.read(2.0),
+])
+def test_offsets_and_counts_must_be_true_ints(seg, call):
+    with pytest.raises(TypeError, match=r"(offset|count) must be an int, got (True|False|2\.0)"):
+        call(seg)
+    assert seg.read() == bytes(128)

@@ -1,8 +1,10 @@
 """ipclab.sockpair: socketpairs in one process and across fork, explained timeouts, a pool."""
 
 import os
+import re
 import signal
 import socket
+import struct
 import time
 
 import pytest
@@ -94,6 +96,121 @@ def test_a_full_buffer_times_out_on_write_and_says_nobody_reads():
         assert f"parent waited 0.3 s to write to fd {a.fileno()}" in message
         assert "the buffer towards the other end is full because nobody reads" in message
         assert f"still open in: parent (fd {b.fileno()})" in message
+
+
+# --- the timeout lives in the kernel ------------------------------------------------------
+
+def _kernel_timeouts(sock) -> tuple[float, float]:
+    """SO_RCVTIMEO and SO_SNDTIMEO of ``sock`` as the kernel holds them, in seconds."""
+    def seconds(option):
+        whole, micro = struct.unpack("@ll", sock.getsockopt(socket.SOL_SOCKET, option, 16))
+        return whole + micro / 1e6
+    return seconds(socket.SO_RCVTIMEO), seconds(socket.SO_SNDTIMEO)
+
+
+def test_an_end_is_blocking_and_its_timeout_is_kept_by_the_kernel():
+    with sockpair.pair(timeout=2) as (a, b):
+        assert os.get_blocking(a.fileno())  # no O_NONBLOCK: each call is one system call
+        assert _kernel_timeouts(a) == (2.0, 2.0)  # (the kernel counts in clock ticks)
+        assert (a.gettimeout(), a.timeout, a.getblocking()) == (2.0, 2.0, True)
+        a.settimeout(0.25)
+        assert _kernel_timeouts(a) == pytest.approx((0.25, 0.25), abs=0.011)
+        assert a.gettimeout() == 0.25
+        a.settimeout(None)  # blocking for ever, as on any socket
+        assert _kernel_timeouts(a) == (0, 0) and (a.gettimeout(), a.getblocking()) == (None, True)
+        a.setblocking(False)
+        assert (a.gettimeout(), a.getblocking(), os.get_blocking(a.fileno())) == (0.0, False,
+                                                                                   False)
+        with pytest.raises(BlockingIOError):  # a non-blocking end: no data is no timeout
+            a.recv(10)
+        a.setblocking(True)
+        assert a.gettimeout() is None and os.get_blocking(a.fileno())
+
+
+def test_settimeout_refuses_what_a_plain_socket_refuses_with_the_same_words():
+    with sockpair.pair(timeout=1) as (a, _), socket.socket() as plain:
+        for bad in (-1, "x", float("nan"), 10**12):
+            with pytest.raises(Exception) as expected:
+                plain.settimeout(bad)
+            with pytest.raises(type(expected.value), match=re.escape(str(expected.value))):
+                a.settimeout(bad)
+        assert a.gettimeout() == 1.0 and _kernel_timeouts(a) == (1.0, 1.0)  # unchanged
+
+
+def test_a_dup_is_a_socket_with_the_same_explained_timeout():
+    with sockpair.pair(timeout=0.2) as (a, b), b.dup() as copy:
+        assert isinstance(copy, sockpair.Socket) and copy.gettimeout() == 0.2
+        assert "nothing was written to the other end" in _raises_timeout(
+            lambda: copy.recv(1), 0.2)
+        a.sendall(b"x")
+        assert b.recv(1) == b"x"
+
+
+def test_every_way_to_read_times_out_with_the_explanation():
+    with sockpair.pair("dgram", timeout=0.2) as (a, b):
+        for call in (lambda: b.recv_into(bytearray(8)), lambda: b.recvfrom(8),
+                     lambda: b.recvfrom_into(bytearray(8)), lambda: b.recvmsg(8),
+                     lambda: b.recvmsg_into([bytearray(8)])):
+            assert "a datagram pair never reports end of file" in _raises_timeout(call, 0.2)
+        with pytest.raises(TypeError, match=r"sendto\(\) takes 2 or 3 arguments \(1 given\)"):
+            a.sendto(b"x")
+
+
+def test_msg_dontwait_still_waits_for_the_timeout_as_with_python_timeouts():
+    with sockpair.pair(timeout=0.2) as (a, b):
+        assert "nothing was written" in _raises_timeout(
+            lambda: b.recv_into(bytearray(4), 4, socket.MSG_DONTWAIT), 0.2)
+        a.sendall(b"late")
+        assert b.recv(4, socket.MSG_DONTWAIT) == b"late"
+
+
+def test_sendto_and_sendmsg_wait_and_explain_as_send_does(tmp_path):
+    path = str(tmp_path / "dgram")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as receiver, \
+            sockpair.Socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sender:
+        receiver.bind(path)
+        sender.settimeout(0.3)
+        assert sender.sendto(b"to", path) == 2 and sender.sendto(b"and fro", 0, path) == 7
+        assert [receiver.recv(10), receiver.recv(10)] == [b"to", b"and fro"]
+        sender.connect(path)
+        sender.setblocking(False)
+        with pytest.raises(BlockingIOError):
+            while True:  # fill the receiver's queue
+                sender.sendmsg([b"x"])
+        sender.settimeout(0.3)
+        for call in (lambda: sender.sendmsg([b"y"]), lambda: sender.sendto(b"y", path)):
+            assert f"waited 0.3 s to write to fd {sender.fileno()}" in _raises_timeout(call, 0.3)
+
+
+def test_send_takes_what_fits_at_once_and_waits_only_when_nothing_fits():
+    with sockpair.pair(timeout=0.3) as (a, b):
+        start = time.monotonic()
+        sent = a.send(b"x" * (16 << 20))  # as with Python's timeouts: part, and no waiting
+        assert 0 < sent < 16 << 20 and time.monotonic() - start < 0.25
+        message = _raises_timeout(lambda: a.send(b"y"), 0.3)  # no room at all: it waits
+        assert "the buffer towards the other end is full because nobody reads" in message
+        assert len(framing.recv_exactly(b, sent, timeout=2)) == sent
+        assert a.send(b"y") == 1  # room again
+
+
+def test_sendall_keeps_one_deadline_for_all_of_it():
+    with sockpair.pair(timeout=0.5) as (a, b):
+        start = time.monotonic()
+        with pytest.raises(IPCTimeoutError):  # part is queued first, then it waits
+            a.sendall(b"x" * (16 << 20))
+        assert 0.45 <= time.monotonic() - start < 0.9  # 0.5 s in all, not 0.5 s per send
+        assert b.recv(5) == b"xxxxx"
+
+
+def test_framing_may_set_other_timeouts_but_an_end_waits_its_own_afterwards():
+    with sockpair.pair(timeout=0.6) as (a, b):
+        with pytest.raises(IPCTimeoutError, match="timed out waiting for 1 bytes"):
+            framing.recv_exactly(b, 1, timeout=0.1)  # SO_RCVTIMEO was 0.1 s for this call
+        assert "waited 0.6 s to read" in _raises_timeout(lambda: b.recv(1), 0.6)
+        framing.send_all(a, b"x", timeout=2)
+        assert _kernel_timeouts(a)[1] == 2.0
+        a.setblocking(False)  # and back to the end's own, right away
+        assert _kernel_timeouts(a) == (0, 0) and b.recv(1) == b"x"
 
 
 # --- parent and child ----------------------------------------------------------------------
