@@ -31,6 +31,15 @@ def reap(pid) -> int:
     return os.waitstatus_to_exitcode(status)
 
 
+def alive(pid) -> bool:
+    """True if pid runs (a zombie waiting for init to reap it counts as dead)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
 def remove_quietly(obj):
     """Remove a sysv_ipc object that may already be gone."""
     try:

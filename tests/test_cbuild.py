@@ -8,7 +8,7 @@ import sys
 import time
 
 import pytest
-from _helpers import reap, start_child
+from _helpers import alive, reap, start_child
 
 from ipclab import cbuild
 from ipclab.cbuild import BuildError
@@ -111,13 +111,6 @@ def test_a_compiler_that_hangs_is_killed_with_its_helpers(monkeypatch, tmp_path,
     assert list(cache.iterdir()) == []
 
 
-def alive(pid):
-    """True if pid runs (a zombie waiting for init to reap it counts as dead)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
 
 
 def test_an_unsafe_cache_folder_is_refused(tmp_path, cache):

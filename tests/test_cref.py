@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
+from _helpers import alive
 
 from ipclab import cbuild, cref, leaks, mq
 from ipclab.errors import IPCTimeoutError, LimitError
@@ -52,13 +53,6 @@ def script(folder, name, text):
     return path
 
 
-def alive(pid):
-    """True if pid runs (a zombie waiting for init to reap it counts as dead)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
 
 
 @pytest.mark.parametrize("mode", ["rtt", "tput"])
