@@ -122,24 +122,27 @@ def _unread(sock) -> int:
     return struct.unpack("i", fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0" * 4))[0]
 
 
-def _feed(mine, other, data: bytes, paced: bool):
-    """(In a feeder child.) Send ``data``; if ``paced``, a byte at a time, each once read."""
+def _feed(mine, other, data: bytes, chunk: int | None):
+    """(In a feeder child.) Send ``data``: all at once, or ``chunk`` bytes at a time, each
+    piece sent only once the reader has taken the one before, so that no single recv can
+    return more than ``chunk`` bytes (a fast reader on another CPU could otherwise get
+    even 1 MiB in one recv while the sender keeps the queue filled)."""
     other.close()
-    if not paced:
+    if chunk is None:
         mine.sendall(data)
         return
-    for i in range(len(data)):
-        mine.sendall(data[i:i + 1])
+    for i in range(0, len(data), chunk):
+        mine.sendall(data[i:i + chunk])
         deadline = time.monotonic() + WAIT
         while _unread(mine) and time.monotonic() < deadline:
             time.sleep(0.0005)
 
 
 @contextlib.contextmanager
-def _feeding(data: bytes, paced: bool):
+def _feeding(data: bytes, chunk: int | None):
     mine, theirs = _pair(5)
     with proc.Family(8, show=False) as family:
-        family.fork(_feed, theirs, mine, data, paced, label="feeder")
+        family.fork(_feed, theirs, mine, data, chunk, label="feeder")
         theirs.close()
         try:
             yield mine
@@ -147,8 +150,8 @@ def _feeding(data: bytes, paced: bool):
             mine.close()  # a feeder still waiting for us gets EPIPE and ends
 
 
-def _fed(recv_msg, messages, paced: bool):
-    with _feeding(b"".join(map(_frame, messages)), paced) as sock:
+def _fed(recv_msg, messages, chunk: int | None):
+    with _feeding(b"".join(map(_frame, messages)), chunk) as sock:
         got = [_recv(recv_msg, sock) for _ in messages]
     assert got == messages, f"recv_msg returned {got!r:.80}, expected {messages!r:.80}"
 
@@ -199,8 +202,8 @@ def recv_msg_checks(recv_msg):
         c("frames sent together come out one at a time", _read_back, True,
           hint="read exactly 4 bytes, then exactly as many as they say: never more"),
         c("a frame arriving one byte at a time", _fed, [{"id": 1, "text": "héllo ✓"},
-                                                         [1, 2, 3]], True, hint=loop),
-        c("a 1 MiB message", _fed, [_big()], False, hint=loop),
+                                                         [1, 2, 3]], 1, hint=loop),
+        c("a 1 MiB message", _fed, [_big()], 64 * 1024, hint=loop),
         c("end of file: EOFError between frames and inside one", _eof,
           hint="recv returns b'' at end of file (forever): raise EOFError, never return a part"),
         c("a length over MAX_MESSAGE is refused with ValueError", _hostile,
