@@ -26,6 +26,7 @@ first use so that ``import ipclab`` stays cheap:
 - :mod:`ipclab.fdpass`    pass an open file descriptor to another process (SCM_RIGHTS)
 - :mod:`ipclab.bench`    latency and throughput of every mechanism: ipclab, bare Python, C
 - :mod:`ipclab.cref`     the benchmark's C reference ping-pong (ipclab/c/pingpong.c)
+- :mod:`ipclab.benchplot` notebook 07's plots of a benchmark report
 - :mod:`ipclab.labs`     lab checks and the lab generator
 """
 
@@ -46,7 +47,8 @@ __version__ = "0.1.0"
 
 _SUBMODULES = {"proc", "diagnose", "pipes", "keys", "sysvinfo", "semwait", "shm", "sem", "race",
                "timeline", "cbuild", "widgets", "mq", "queueview", "framing", "net", "bufserver",
-               "bufclient", "sockpair", "workers", "fdpass", "cref", "bench", "labs"}
+               "bufclient", "sockpair", "workers", "fdpass", "cref", "bench", "benchplot",
+               "labs"}
 
 __all__ = [
     "ChildError",
