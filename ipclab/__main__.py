@@ -51,6 +51,27 @@ def _build_parser() -> argparse.ArgumentParser:
     bench_arguments(sub.add_parser("bench", help="measure IPC latency and throughput: "
                                                  "ipclab, bare Python and C"))
 
+    p = sub.add_parser("grade", help="grade lab submissions: run each notebook in a limited "
+                                     "kernel, then the lab's visible and hidden checks")
+    p.add_argument("--lab", required=True, help="the lab, as its notebook: lab03_mutex, ...")
+    p.add_argument("submissions", nargs="+", metavar="SUBMISSION",
+                   help="a student's notebook, or a folder of them")
+    p.add_argument("--out", help="write one row per submission to this CSV (and its .json)")
+    p.add_argument("--json", help="write the rows with every check's detail to this JSON file")
+    p.add_argument("--timeout", type=float, default=300.0,
+                   help="seconds a notebook's cells may take in all (default 300)")
+    p.add_argument("--cell-timeout", type=float, default=60.0,
+                   help="seconds one cell may take before it is interrupted (default 60)")
+    p.add_argument("--max-processes", type=int, default=256,
+                   help="processes and threads a submission may start (default 256)")
+    p.add_argument("--user", help="as root: run submissions as this user (default nobody)")
+
+    p = sub.add_parser("nbgrader", help="export solutions/ as nbgrader source assignments")
+    p.add_argument("--out", required=True, metavar="COURSE_DIR",
+                   help="nbgrader course folder; notebooks go to COURSE_DIR/source/LAB/")
+    p.add_argument("--solutions", default="solutions", help="source folder")
+    p.add_argument("--lab", action="append", help="only this lab (repeatable; default: all)")
+
     p = sub.add_parser("labs", help="generate labs/ from solutions/")
     p.add_argument("--check", action="store_true",
                    help="do not write; exit 1 if labs/ differs from what would be generated")
@@ -71,6 +92,14 @@ def main(argv: list[str] | None = None) -> int:
         from . import bufclient
 
         return bufclient.serve_cli(args) if args.command == "serve" else bufclient.client_cli(args)
+    if args.command == "nbgrader":
+        from .labs import nbgrader
+
+        return nbgrader.cli(args)
+    if args.command == "grade":
+        from . import grading
+
+        return grading.cli(args)
     if args.command == "bench":
         from . import bench
 
