@@ -471,10 +471,16 @@ int main(int argc, char **argv)
     setup((long)size);
 
     fflush(NULL);
+    sigset_t handled_set, before;           /* a signal right after fork must find g.side */
+    sigemptyset(&handled_set);              /* and g.child set: hold them until then */
+    for (size_t i = 0; i < sizeof handled / sizeof handled[0]; i++)
+        sigaddset(&handled_set, handled[i]);
+    CHECK(sigprocmask(SIG_BLOCK, &handled_set, &before) != -1, "sigprocmask");
     pid_t pid = fork();
     CHECK(pid != -1, "fork");
     if (pid == 0) {
         g.side = CHILD;
+        CHECK(sigprocmask(SIG_SETMASK, &before, NULL) != -1, "sigprocmask");
         alarm(seconds + 2);                 /* the parent's watchdog fires and reports first */
         snprintf(g.alarm_note, sizeof g.alarm_note, "pingpong: child: no progress within "
                  "%u s (watchdog alarm)\n", seconds + 2);
@@ -483,6 +489,7 @@ int main(int argc, char **argv)
         _exit(0);
     }
     g.child = pid;
+    CHECK(sigprocmask(SIG_SETMASK, &before, NULL) != -1, "sigprocmask");
     close_ends(CHILD);
     double result = parent(m, size, iterations, warm);
 
