@@ -34,10 +34,12 @@ _SPIN, _FIRST_NAP, _LONGEST_NAP = 1e-3, 50e-6, 0.01
 
 
 def poll(queue, attempt, wait: float | None, op: str, arg):
-    """Call ``attempt`` (an ``IPC_NOWAIT`` send or receive on ``queue``) until it succeeds.
+    """Call ``attempt`` (an ``IPC_NOWAIT`` send or receive on ``queue``) again until it
+    succeeds; the caller's own first try has just failed with ``BusyError``.
 
     ``wait`` is 0 (try once), None (for ever) or seconds; ``op`` is "send"
     (``arg``: the message's size) or "receive" (``arg``: the type asked for).
+    The caller handles its first try's other errors with :func:`explain`.
 
     Raises:
         BlockingIOError: wait == 0 and the queue is full / has no such message.
@@ -48,40 +50,47 @@ def poll(queue, attempt, wait: float | None, op: str, arg):
     """
     start = time.monotonic()
     deadline = None if wait is None else start + wait
-    nap = _FIRST_NAP
-    while True:
-        try:
-            return attempt()
-        except sysv_ipc.BusyError:
-            if op == "send" and arg > queue.max_bytes:  # only now: IPC_STAT costs a syscall
-                raise LimitError(f"{queue!r} holds at most {queue.max_bytes} bytes (max_bytes), "
-                                 f"so a {arg}-byte message could never fit") from None
-        except sysv_ipc.ExistentialError:
-            raise ObjectGoneError(queue._gone()) from None
-        except sysv_ipc.PermissionsError:
-            raise PermissionError(errno.EACCES, f"{queue!r}: this user may not {op} (check "
-                                  f"the queue's mode)") from None
-        except OSError as e:  # sysv_ipc passes msgsnd's EINVAL (no such queue) on
-            if e.errno == errno.EINVAL:
-                raise ObjectGoneError(queue._gone()) from None
-            if e.errno != errno.E2BIG:
-                raise
-            raise LimitError(f"{queue!r}: a waiting message is longer than {queue._msgmax} "
-                             f"bytes (was MSGMAX raised since the queue was opened?)") \
-                from None
-        now = time.monotonic()
+    spin_end = start + _SPIN if deadline is None else min(start + _SPIN, deadline)
+    nap, sched_yield, monotonic = _FIRST_NAP, os.sched_yield, time.monotonic
+    while True:  # here the last try failed with BusyError
+        if op == "send" and arg > queue.max_bytes:  # only now: IPC_STAT costs a syscall
+            raise LimitError(f"{queue!r} holds at most {queue.max_bytes} bytes (max_bytes), "
+                             f"so a {arg}-byte message could never fit") from None
         if wait == 0:
             what = f"the queue is full: {_fullness(queue, arg)}" if op == "send" else \
                 f"no message{_which(arg)} is waiting"
             raise BlockingIOError(errno.EAGAIN if op == "send" else errno.ENOMSG,
                                   f"{queue!r}: {what} (block=False)")
-        if deadline is not None and now >= deadline:
+        now = monotonic()
+        if now < spin_end:
+            sched_yield()
+        elif deadline is not None and now >= deadline:
             raise _timeout(queue, op, arg, wait)
-        if now - start < _SPIN:
-            os.sched_yield()
-            continue
-        time.sleep(nap if deadline is None else min(nap, deadline - now))
-        nap = min(2 * nap, _LONGEST_NAP)
+        else:
+            time.sleep(nap if deadline is None else min(nap, deadline - now))
+            nap = min(2 * nap, _LONGEST_NAP)
+        try:
+            return attempt()
+        except sysv_ipc.BusyError:
+            pass
+        except (sysv_ipc.Error, OSError) as e:
+            explain(queue, e, op)
+            raise
+
+
+def explain(queue, e: Exception, op: str) -> None:
+    """Raise a clearer error for what a try raised other than ``BusyError``, if there is one."""
+    if isinstance(e, sysv_ipc.ExistentialError):
+        raise ObjectGoneError(queue._gone()) from None
+    if isinstance(e, sysv_ipc.PermissionsError):
+        raise PermissionError(errno.EACCES, f"{queue!r}: this user may not {op} (check "
+                              f"the queue's mode)") from None
+    if isinstance(e, OSError):  # sysv_ipc passes msgsnd's EINVAL (no such queue) on
+        if e.errno == errno.EINVAL:
+            raise ObjectGoneError(queue._gone()) from None
+        if e.errno == errno.E2BIG:
+            raise LimitError(f"{queue!r}: a waiting message is longer than {queue._msgmax} "
+                             f"bytes (was MSGMAX raised since the queue was opened?)") from None
 
 
 # -- explaining a wait -------------------------------------------------------------------

@@ -30,6 +30,7 @@ from ._check import check_bytes, check_int, check_timeout
 from .errors import LimitError, ObjectGoneError
 
 MAX_TYPE = 2**31 - 1  # sysv_ipc passes the type as a C int (PIDs fit)
+_exact = type  # the builtin: send and receive have an argument named type
 
 
 def max_message() -> int:
@@ -102,15 +103,27 @@ class Queue:
             IPCTimeoutError: still full after ``timeout`` seconds (says who last received).
             ObjectGoneError: the queue was removed (before or while waiting), or handle closed.
         """
-        data = check_bytes(data)
-        type = _check_type(type, sending=True)
-        wait = self._wait(block, timeout)
-        q = self._handle()
+        # Fast paths for the usual exact types (the general checks raise the same messages).
+        if _exact(data) is not bytes:
+            data = check_bytes(data)
+        if _exact(type) is not int or not 0 < type <= MAX_TYPE:
+            type = _check_type(type, sending=True)
+        wait = self.timeout if block is True and timeout is None else self._wait(block, timeout)
+        q = self._q
+        if q is None:
+            self._handle()
         if len(data) > self._msgmax:
             raise LimitError(f"a message holds at most {self._msgmax} bytes on this machine "
                              f"(MSGMAX, /proc/sys/kernel/msgmax), got {len(data)}")
-        _mqwait.poll(self, lambda: q.send(data, block=False, type=type), wait, "send",
-                     len(data))
+        # The first try is made here (positional arguments: block, type): usually the only one.
+        try:
+            return q.send(data, False, type)
+        except sysv_ipc.BusyError:
+            pass
+        except (sysv_ipc.Error, OSError) as e:
+            _mqwait.explain(self, e, "send")
+            raise
+        _mqwait.poll(self, lambda: q.send(data, False, type), wait, "send", len(data))
 
     def receive(self, type: int = 0, *, timeout: float | None = None,
                 block: bool = True) -> tuple[bytes, int]:
@@ -126,11 +139,20 @@ class Queue:
             IPCTimeoutError: none arrived within ``timeout`` seconds.
             ObjectGoneError: the queue was removed (before or while waiting), or handle closed.
         """
-        type = _check_type(type, sending=False)
-        wait = self._wait(block, timeout)
-        q = self._handle()
-        return _mqwait.poll(self, lambda: q.receive(block=False, type=type), wait, "receive",
-                            type)
+        if _exact(type) is not int or not -MAX_TYPE - 1 <= type <= MAX_TYPE:
+            type = _check_type(type, sending=False)
+        wait = self.timeout if block is True and timeout is None else self._wait(block, timeout)
+        q = self._q
+        if q is None:
+            self._handle()
+        try:  # the first try, as in send
+            return q.receive(False, type)
+        except sysv_ipc.BusyError:
+            pass
+        except (sysv_ipc.Error, OSError) as e:
+            _mqwait.explain(self, e, "receive")
+            raise
+        return _mqwait.poll(self, lambda: q.receive(False, type), wait, "receive", type)
 
     def send_json(self, obj, type: int = 1, **options) -> None:
         """Send ``obj`` as compact UTF-8 JSON; ``options`` as for :meth:`send`.

@@ -3,7 +3,8 @@
 ``ipclab`` goes through :func:`ipclab.framing.send_all` and
 :func:`~ipclab.framing.recv_exactly` on sockets from :func:`ipclab.sockpair.pair` and
 :func:`ipclab.net.listen`/``connect``/``accept`` (ipclab has no helper that makes a
-Unix-domain listener, so that one is a plain socket with a timeout).  ``bare`` is
+Unix-domain listener, so that one is a plain socket with a timeout, and its connected
+ends are :class:`ipclab.sockpair.Socket`, whose timeouts the kernel keeps).  ``bare`` is
 the same exchange on blocking sockets with ``sendall`` and ``recv`` and no
 timeouts: socketpair(2), socket(2), bind(2), listen(2), accept(2), connect(2),
 recv(2), send(2).  TCP sockets get TCP_NODELAY, as in the C reference.  The Unix
@@ -91,7 +92,17 @@ class _Listening(_Sock):
         return self.listener.accept()[0]
 
 
+def _kernel_timed(sock, timeout: float) -> sockpair.Socket:
+    """``sock`` as a :class:`ipclab.sockpair.Socket` with ``timeout`` (kernel-timed: no poll)."""
+    timed = sockpair.Socket(fileno=sock.detach())
+    timed.settimeout(timeout)
+    return timed
+
+
 class _Unix(_Listening):
+    """ipclab has no Unix-domain helper: its side uses :class:`ipclab.sockpair.Socket`
+    ends (timeouts kept by the kernel, as ipclab's socketpairs), ``bare`` plain sockets."""
+
     mechanism = "unix"
 
     def setup(self):
@@ -108,11 +119,17 @@ class _Unix(_Listening):
             self.listener.settimeout(self.timeout)
 
     def connect(self, address):
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         if self.impl == "ipclab":
+            sock = sockpair.Socket(socket.AF_UNIX, socket.SOCK_STREAM)
             sock.settimeout(self.timeout)
+        else:
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         sock.connect(address)
         return sock
+
+    def accept(self):
+        sock = super().accept()
+        return _kernel_timed(sock, self.timeout) if self.impl == "ipclab" else sock
 
 
 @register
