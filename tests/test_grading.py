@@ -201,7 +201,7 @@ def test_a_folder_means_its_notebooks(tmp_path):
     (["--lab", "lab09_nothing", "x.ipynb"], "unknown lab 'lab09_nothing': choose one of"),
     (["--lab", "lab01_pipes", "--timeout", "0", "x.ipynb"], "timeout"),
     (["--lab", "lab01_pipes", "--max-processes", "3", "x.ipynb"],
-     "max_processes must be an int from 16 to 100000, got 3"),
+     "max_processes must be an int from 32 to 100000, got 3"),
     (["--lab", "lab01_pipes", "--user", "no-such-user-ipclab", "x.ipynb"],
      "no-such-user-ipclab"),
 ])

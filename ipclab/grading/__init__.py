@@ -72,8 +72,8 @@ def _options(lab, timeout, cell_timeout, max_processes, user) -> Options:
     parts.check_lab(lab)
     check_timeout(timeout, allow_none=False)
     check_timeout(cell_timeout, allow_none=False)
-    if type(max_processes) is not int or not 16 <= max_processes <= 100_000:
-        raise ValueError(f"max_processes must be an int from 16 to 100000, got {max_processes!r}")
+    if type(max_processes) is not int or not 32 <= max_processes <= 100_000:
+        raise ValueError(f"max_processes must be an int from 32 to 100000, got {max_processes!r}")
     if os.geteuid() == 0 and user is not None:
         try:
             pwd.getpwnam(user)
