@@ -69,3 +69,15 @@ def load_solution(name: str) -> dict:
 def failed(score) -> dict:
     """The checks of ``score`` that failed: name -> what the scorecard said."""
     return {name: detail for name, _, earned, detail in score.lines if not earned}
+
+
+def missing_fails_every_check(part):
+    """Run ``part`` on ``parts.missing`` stand-ins: it scores 0 and every line names what is
+    missing.  Returns the score, for further checks."""
+    from ipclab.grading import parts
+
+    score = part.run(*(parts.missing(n) for n in part.needs))
+    details = list(failed(score).values())
+    assert score.passed == 0 and len(details) == score.total > 0
+    assert all(any(f"{n} is not defined" in d for n in part.needs) for d in details), details
+    return score

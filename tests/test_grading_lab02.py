@@ -12,7 +12,7 @@ import os
 
 import nbformat
 import pytest
-from _helpers import SOLUTIONS, failed, load_solution, run_code_cells
+from _helpers import SOLUTIONS, failed, load_solution, missing_fails_every_check, run_code_cells
 
 from ipclab.grading import parts
 from ipclab.labs import generate, lab02
@@ -112,10 +112,7 @@ def test_the_untouched_lab_scores_zero_without_raising(capsys):
 
 def test_missing_names_score_zero_and_say_so():
     for part in hidden.PARTS:
-        score = part.run(*(parts.missing(n) for n in part.needs))
-        details = list(failed(score).values())
-        assert score.passed == 0 and len(details) == score.total > 0
-        assert all(any(f"{n} is not defined" in d for n in part.needs) for d in details), details
+        missing_fails_every_check(part)
 
 
 # --- put_record / get_record ----------------------------------------------------------------

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from _helpers import failed, load_solution, run_code_cells
+from _helpers import failed, load_solution, missing_fails_every_check, run_code_cells
 
 from ipclab import proc
 from ipclab.grading import parts
@@ -80,10 +80,7 @@ def test_untouched_lab_scores_zero_without_raising():
 
 def test_missing_names_score_zero_and_say_so():
     for part in hidden.PARTS:
-        score = part.run(*(parts.missing(name) for name in part.needs))
-        details = list(failed(score).values())
-        assert score.passed == 0 and len(details) == score.total > 0
-        assert all(f"{part.title} is not defined" in d for d in details), details
+        missing_fails_every_check(part)
 
 
 def only_hidden_fail(details, *expected):
