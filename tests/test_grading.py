@@ -11,6 +11,7 @@ import csv
 import glob
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -238,3 +239,17 @@ def test_the_sandbox_refuses_bad_arguments(args, words):
     run = subprocess.run([sys.executable, "-m", "ipclab.grading.sandbox", *args],
                          capture_output=True, text=True, timeout=60)
     assert run.returncode == 2 and words in run.stderr, run.stderr
+
+
+@pytest.mark.parametrize("lab", parts.LABS)
+def test_every_lab_s_solution_gets_full_marks_through_the_grader(lab, tmp_path):
+    """Each lab's visible and hidden checks, run inside the grader's limited kernel."""
+    shutil.copy(ROOT / "solutions" / f"{lab}.ipynb", tmp_path / "solution.ipynb")
+    run = subprocess.run([sys.executable, "-m", "ipclab", "grade", "--lab", lab,
+                          str(tmp_path / "solution.ipynb"), "--out", str(tmp_path / "g.csv")],
+                         capture_output=True, text=True, timeout=400)
+    assert run.returncode == 0, run.stdout + run.stderr
+    with open(tmp_path / "g.csv", newline="") as f:
+        (row,) = list(csv.DictReader(f))
+    assert (row["status"], row["reason"]) == ("ok", "")
+    assert row["score"] == row["max_score"] and int(row["max_score"]) == len(columns(lab))
