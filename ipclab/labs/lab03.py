@@ -208,6 +208,13 @@ def _meet(Barrier, n, rounds, late):
     finally:
         os.close(r)
         os.close(w)
+    judge_rounds(log, n, family.results)
+
+
+def judge_rounds(log: bytes, n: int, results) -> None:
+    """Fail on the first of ``n`` processes that passed a round before all had arrived, or
+    that never left one; ``log`` holds their "A round me" / "L round me" lines and
+    ``results`` their :class:`ipclab.proc` results, labelled "process ME"."""
     arrived = collections.defaultdict(set)  # round -> processes that arrived in it
     inside = {}  # process -> the round it arrived in and has not left yet
     for kind, rnd, me in (line.split() for line in log.decode().splitlines()):
@@ -221,13 +228,13 @@ def _meet(Barrier, n, rounds, late):
                                  f"process {absent} had arrived")
         else:
             del inside[me]
-    for me, result in enumerate(family.results, 1):
+    for result in results:
+        me = int(result.label.split()[1])
         if not result.ok and me in inside:
-            rnd = inside[me]
-            raise AssertionError(f"process {me} never left round {rnd + 1}, although "
-                                 f"{len(arrived[rnd])} of {n} processes had arrived: its "
-                                 f"wait() {result.outcome().splitlines()[0]}")
-    all_ok(family.results)
+            raise AssertionError(f"process {me} never left round {inside[me] + 1}, although "
+                                 f"{len(arrived[inside[me]])} of {n} processes had arrived: "
+                                 f"its wait() {result.outcome().splitlines()[0]}")
+    all_ok(results)
 
 
 def _alone(barrier):

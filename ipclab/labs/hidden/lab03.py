@@ -37,7 +37,14 @@ import time
 from ... import proc
 from ..._check import check_callable
 from ...grading.parts import Part, hide
-from ..lab03 import _arrive_and_leave, _consume, _produce, barrier_checks, buffer_checks
+from ..lab03 import (
+    _arrive_and_leave,
+    _consume,
+    _produce,
+    barrier_checks,
+    buffer_checks,
+    judge_rounds,
+)
 from ..scorecard import Check
 from ..support import all_ok, outcome, run_tracked, times_out
 
@@ -255,26 +262,7 @@ def _gathering(barrier, n, rounds, late, *, last_leaves_first=False, timeout=20)
     finally:
         os.close(r)
         os.close(w)
-    arrived = collections.defaultdict(set)  # round -> processes that arrived in it
-    inside = {}  # process -> the round it arrived in and has not left yet
-    for kind, rnd, me in (line.split() for line in log.decode().splitlines()):
-        rnd, me = int(rnd), int(me)
-        if kind == "A":
-            arrived[rnd].add(me)
-            inside[me] = rnd
-        elif len(arrived[rnd]) < n:
-            absent = min(set(range(1, n + 1)) - arrived[rnd])
-            raise AssertionError(f"process {me} passed wait() in round {rnd + 1} before "
-                                 f"process {absent} had arrived")
-        else:
-            del inside[me]
-    for result in family.results:
-        me = int(result.label.split()[1])
-        if not result.ok and me in inside:
-            raise AssertionError(f"process {me} never left round {inside[me] + 1}, although "
-                                 f"{len(arrived[inside[me]])} of {n} processes had arrived: "
-                                 f"its wait() {result.outcome().splitlines()[0]}")
-    all_ok(family.results)
+    judge_rounds(log, n, family.results)
 
 
 def hidden_barrier_checks(Barrier) -> list[Check]:
