@@ -81,3 +81,13 @@ def missing_fails_every_check(part):
     assert score.passed == 0 and len(details) == score.total > 0
     assert all(any(f"{n} is not defined" in d for n in part.needs) for d in details), details
     return score
+
+
+def untouched_scores_zero(part, namespace):
+    """Run ``part`` on the untouched lab's ``namespace``: it scores 0 without raising and
+    every line says "not implemented yet".  Returns the score, for further checks."""
+    score = part.run(*(namespace[n] for n in part.needs))
+    details = list(failed(score).values())
+    assert score.passed == 0 and len(details) == score.total > 0
+    assert all(d.startswith("not implemented yet") for d in details), details
+    return score

@@ -15,7 +15,14 @@ import time
 
 import nbformat
 import pytest
-from _helpers import SOLUTIONS, failed, load_solution, missing_fails_every_check, run_code_cells
+from _helpers import (
+    SOLUTIONS,
+    failed,
+    load_solution,
+    missing_fails_every_check,
+    run_code_cells,
+    untouched_scores_zero,
+)
 
 from ipclab.grading import parts
 from ipclab.labs import generate, lab05
@@ -79,11 +86,8 @@ def test_the_solution_gets_full_marks_with_every_check_named_as_expected(solutio
 def test_the_untouched_lab_scores_zero_without_raising(untouched):
     start = time.monotonic()
     for part in hidden.PARTS:
-        score = part.run(*(untouched[n] for n in part.needs))
+        score = untouched_scores_zero(part, untouched)
         assert [name for name, _, _, _ in score.lines] == expected_names(part.title)
-        details = list(failed(score).values())
-        assert score.passed == 0 and len(details) == score.total > 0
-        assert all(d.startswith("not implemented yet") for d in details), details
     assert time.monotonic() - start < 30  # a stub costs no client's timeout
 
 
