@@ -12,6 +12,9 @@ bytes with read(2)/write(2) or memcpy; sched_setaffinity(2) pins both processes 
 one CPU when asked.  It prints one line (``rtt_us 12.345`` or ``MBps 1234.567``),
 read here.  Its own watchdog (alarm(2), ``$PINGPONG_TIMEOUT``) is set to the
 timeout, so a stuck run ends with a message and with its queue and semaphores removed.
+With ``timed=True`` it bounds every wait the way ipclab's helpers do (poll(2) before
+each read(2) of a pipe, SO_RCVTIMEO, semtimedop(2), msgrcv(2) ``IPC_NOWAIT`` retried
+after sched_yield(2)), which measures what a timeout on every wait costs in C.
 
 Not handled: other mechanisms than :data:`MECHANISMS`, and machines without a C
 compiler (:func:`available` says so; :func:`run` then raises BuildError).
@@ -66,14 +69,15 @@ def program(*, timeout: float = 60.0) -> Path:
 
 
 def run(mechanism: str, size: int, *, iterations: int, mode: str = "rtt",
-        cpu: int | None = None, timeout: float = 60.0) -> float:
+        cpu: int | None = None, timeout: float = 60.0, timed: bool = False) -> float:
     """Run the C reference once: the mean round trip in µs (``rtt``) or MB/s (``tput``).
 
     ``rtt``: the parent sends ``size`` bytes and the child echoes them, ``iterations``
     times after a short warm-up.  ``tput``: the parent sends ``iterations`` messages
     of ``size`` bytes one way and the child acknowledges the last; 1 MB = 1e6 bytes.
     ``cpu`` pins both processes to that CPU.  ``timeout`` bounds the run, not the
-    first build (see :func:`program`).
+    first build (see :func:`program`).  ``timed``: bound every wait by ``timeout`` too,
+    as ipclab's helpers do (``pingpong --timed``), to measure the price of that.
 
     Raises:
         TypeError, ValueError: a bad argument (checked before building or running).
@@ -97,9 +101,13 @@ def run(mechanism: str, size: int, *, iterations: int, mode: str = "rtt",
             raise ValueError(f"cpu must be None or one of the CPUs this process may run on "
                              f"{allowed}, got {cpu!r}")
     timeout = check_timeout(timeout, allow_none=False)
-    args = [mechanism, str(size), str(iterations), mode] + ([str(cpu)] if cpu is not None else [])
+    if not isinstance(timed, bool):
+        raise TypeError(f"timed must be True or False, got {timed!r}")
+    args = (["--timed"] if timed else []) + [mechanism, str(size), str(iterations), mode] + (
+        [str(cpu)] if cpu is not None else [])
     command = "pingpong " + " ".join(args)
-    env = dict(os.environ, PINGPONG_TIMEOUT=str(max(1, math.ceil(timeout))))
+    seconds = str(max(1, math.ceil(timeout)))
+    env = dict(os.environ, PINGPONG_TIMEOUT=seconds, PINGPONG_WAIT=seconds)
     code, out, err = _execute([str(program()), *args], env, timeout + GRACE)
     if code is None:
         raise IPCTimeoutError(f"{command} did not finish within {timeout:g} s and was killed")

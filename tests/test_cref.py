@@ -74,6 +74,45 @@ def test_messages_larger_than_any_kernel_buffer_arrive_whole(program, mechanism,
     assert math.isfinite(value) and value > 0
 
 
+@pytest.mark.parametrize("mode", ["rtt", "tput"])
+@pytest.mark.parametrize("mechanism", cref.MECHANISMS)
+def test_timed_waits_work_on_every_mechanism_and_mode(program, mechanism, mode):
+    cpu = CPU if mode == "rtt" else None
+    value = cref.run(mechanism, 100, iterations=200, mode=mode, cpu=cpu, timeout=30, timed=True)
+    assert isinstance(value, float) and math.isfinite(value) and value > 0
+
+
+@pytest.mark.parametrize("mechanism, words", [
+    ("pipe", "poll: nothing to read for 1 s"),
+    ("fifo", "poll: nothing to read for 1 s"),
+    ("socketpair", "read: nothing arrived for 1 s (SO_RCVTIMEO)"),
+    ("tcp", "read: nothing arrived for 1 s (SO_RCVTIMEO)"),
+    ("sysv_mq", "msgrcv: nothing changed in the queue for 1 s"),
+    ("sysv_shm", "semtimedop(-1): the semaphore stayed at 0 for 1 s"),
+])
+def test_a_timed_wait_ends_when_the_other_side_stops_answering(program, mechanism, words):
+    # The child is stopped (SIGSTOP) mid-run: only the bound on the parent's wait, named
+    # in the message, can end the run (the watchdog is 60 s away), and it cleans up.
+    env = dict(os.environ, PINGPONG_WAIT="1", PINGPONG_TIMEOUT="60")
+    with subprocess.Popen([program, "--timed", mechanism, "64", "1000000000", "rtt"],
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                          env=env) as run:
+        children = Path(f"/proc/{run.pid}/task/{run.pid}/children")
+        deadline = time.monotonic() + 10
+        while not children.read_text().split() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        child = int(children.read_text().split()[0])
+        time.sleep(0.05)  # into the round trips
+        os.kill(child, signal.SIGSTOP)
+        start = time.monotonic()
+        out, err = run.communicate(timeout=30)
+        took = time.monotonic() - start
+    assert (run.returncode, out) == (4, "")
+    assert err == f"pingpong: {words}\n"
+    assert 0.5 < took < 20
+    assert not alive(child)  # killed and reaped by the parent on its way out
+
+
 def test_the_program_prints_exactly_one_line(program):
     for mode, word in cref.MODES.items():
         done = subprocess.run([program, "socketpair", "64", "50", mode, str(CPU)],
@@ -83,7 +122,8 @@ def test_the_program_prints_exactly_one_line(program):
 
 
 @pytest.mark.parametrize("args, env, words", [
-    ([], {}, "usage: pingpong MECHANISM SIZE ITERATIONS MODE [CPU]"),
+    ([], {}, "usage: pingpong [--timed] MECHANISM SIZE ITERATIONS MODE [CPU]"),
+    (["--timed"], {}, "usage: pingpong [--timed] MECHANISM SIZE ITERATIONS MODE [CPU]"),
     (["bogus", "1", "1", "rtt"], {},
      "unknown MECHANISM 'bogus'; use one of pipe, fifo, socketpair, unix, tcp, sysv_mq, "
      "sysv_shm"),
@@ -94,6 +134,8 @@ def test_the_program_prints_exactly_one_line(program):
     (["pipe", "1", "1", "rtt", "-1"], {}, "CPU must be a whole number between 0 and 1023"),
     (["pipe", "1", "1", "rtt"], {"PINGPONG_TIMEOUT": "0"},
      "PINGPONG_TIMEOUT must be a whole number between 1 and 86400, got '0'"),
+    (["--timed", "pipe", "1", "1", "rtt"], {"PINGPONG_WAIT": "1.5"},
+     "PINGPONG_WAIT must be a whole number between 1 and 86400, got '1.5'"),
 ])
 def test_the_program_refuses_bad_arguments_with_a_clear_message(program, args, env, words):
     done = subprocess.run([program, *args], capture_output=True, text=True, timeout=30,
@@ -129,6 +171,7 @@ def test_the_program_names_the_call_when_it_cannot_pin(program):
                                    "on ["),
     ({"timeout": 0}, ValueError, "timeout must be a number > 0, got 0"),
     ({"timeout": None}, TypeError, "timeout must be a number > 0, got None"),
+    ({"timed": 1}, TypeError, "timed must be True or False, got 1"),
 ])
 def test_run_refuses_bad_arguments_before_building(kwargs, error, words, monkeypatch, tmp_path):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))

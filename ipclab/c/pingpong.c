@@ -1,6 +1,6 @@
 /* pingpong: the C floor of ipclab's benchmark: round trips and throughput over seven mechanisms.
  *
- *   pingpong MECHANISM SIZE ITERATIONS MODE [CPU]
+ *   pingpong [--timed] MECHANISM SIZE ITERATIONS MODE [CPU]
  *
  * MECHANISM  pipe        two pipe(2)s, one per direction
  *            fifo        two mkfifo(3)s in a private mkdtemp(3) folder, opened with open(2)
@@ -23,6 +23,12 @@
  *                  answers a 1-byte ack; prints SIZE*ITERATIONS/1e6 per second: "MBps 1234.567"
  * CPU        pin both processes to this CPU (sched_setaffinity(2) before fork(2); the child
  *            inherits the mask)
+ * --timed    bound every wait by $PINGPONG_WAIT seconds (default 10), the way ipclab's
+ *            helpers do, to measure what a timeout costs: poll(2) before each read(2) of a
+ *            pipe or FIFO (a pipe has no read timeout), SO_RCVTIMEO and SO_SNDTIMEO on
+ *            sockets (the kernel keeps the timeout), semtimedop(2) instead of semop(2), and
+ *            msgsnd(2)/msgrcv(2) with IPC_NOWAIT retried after sched_yield(2) (a SysV queue
+ *            has no timed wait).  A wait that runs out exits with code 4.
  *
  * The only output on stdout is that one line; errors go to stderr and name the failed call.
  * Exit codes: 0 done, 1 a system call failed, 2 usage, 3 a limit of this machine
@@ -44,6 +50,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -75,7 +82,8 @@ struct msg { long mtype; char mtext[]; };
 
 /* Everything cleanup() may need; the signal handlers read it, so it is global. */
 static struct {
-    int side, mech, tput;
+    int side, mech, tput, timed;
+    unsigned wait_s;                        /* --timed: the bound of every wait */
     volatile pid_t child;                   /* the parent's child, 0 once reaped */
     int fd[2][2];                           /* [side][RD/WR] for the stream mechanisms */
     int msqid, semid, shmid;
@@ -170,11 +178,43 @@ static void check_pattern(const char *buf, size_t n, const char *what)
             fail(1, "%s differs from what was sent at byte %zu", what, i);
 }
 
+static double now(void);
+
 static void sem_change(int num, short delta)
 {
     struct sembuf op = {(unsigned short)num, delta, 0};
+    struct timespec bound = {(time_t)g.wait_s, 0};
+    if (g.timed && delta < 0) {             /* only a decrement can wait */
+        while (semtimedop(g.semid, &op, 1, &bound) == -1) {
+            if (errno == EAGAIN)
+                fail(4, "semtimedop(-1): the semaphore stayed at 0 for %u s", g.wait_s);
+            CHECK(errno == EINTR, "semtimedop(-1)");
+        }
+        return;
+    }
     while (semop(g.semid, &op, 1) == -1)
         CHECK(errno == EINTR, delta > 0 ? "semop(+1)" : "semop(-1)");
+}
+
+/* --timed on a queue: retry with IPC_NOWAIT, yielding the CPU between tries, until wait_s. */
+static void mq_wait(const char *call, double *deadline)
+{
+    if (*deadline == 0.0)
+        *deadline = now() + g.wait_s;
+    else if (now() > *deadline)
+        fail(4, "%s: nothing changed in the queue for %u s", call, g.wait_s);
+    sched_yield();
+}
+
+/* --timed on a pipe or FIFO: poll(2) until fd is readable, for at most wait_s. */
+static void wait_readable(int fd)
+{
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    int ready;
+    while ((ready = poll(&p, 1, (int)g.wait_s * 1000)) == -1)
+        CHECK(errno == EINTR, "poll");
+    if (ready == 0)
+        fail(4, "poll: nothing to read for %u s", g.wait_s);
 }
 
 /* Send n bytes to the other process; receive n bytes from it. */
@@ -183,8 +223,12 @@ static void send_msg(struct msg *m, size_t n)
     int to = g.side == PARENT ? TO_CHILD : TO_PARENT;
     if (g.mech == SYSV_MQ) {
         m->mtype = to + 1;
-        while (msgsnd(g.msqid, m, n, 0) == -1)
-            CHECK(errno == EINTR, "msgsnd");
+        double deadline = 0.0;
+        while (msgsnd(g.msqid, m, n, g.timed ? IPC_NOWAIT : 0) == -1) {
+            CHECK(errno == EINTR || (g.timed && errno == EAGAIN), "msgsnd");
+            if (errno == EAGAIN)
+                mq_wait("msgsnd", &deadline);
+        }
     } else if (g.mech == SYSV_SHM) {
         if (to == TO_PARENT) {
             memcpy(g.back, m->mtext, n);
@@ -197,6 +241,8 @@ static void send_msg(struct msg *m, size_t n)
     } else {
         for (size_t done = 0; done < n;) {
             ssize_t w = write(g.fd[g.side][WR], m->mtext + done, n - done);
+            if (w == -1 && errno == EAGAIN)  /* SO_SNDTIMEO ran out */
+                fail(4, "write: no room for %u s (SO_SNDTIMEO)", g.wait_s);
             CHECK(w != -1 || errno == EINTR, "write");
             done += w > 0 ? (size_t)w : 0;
         }
@@ -208,8 +254,12 @@ static void receive_msg(struct msg *m, size_t n, size_t capacity)
     int mine = g.side == PARENT ? TO_PARENT : TO_CHILD;
     if (g.mech == SYSV_MQ) {
         ssize_t got;
-        while ((got = msgrcv(g.msqid, m, capacity, mine + 1, 0)) == -1)
-            CHECK(errno == EINTR, "msgrcv");
+        double deadline = 0.0;
+        while ((got = msgrcv(g.msqid, m, capacity, mine + 1, g.timed ? IPC_NOWAIT : 0)) == -1) {
+            CHECK(errno == EINTR || (g.timed && errno == ENOMSG), "msgrcv");
+            if (errno == ENOMSG)
+                mq_wait("msgrcv", &deadline);
+        }
         if ((size_t)got != n)
             fail(1, "msgrcv: got a message of %zd bytes, expected %zu", got, n);
     } else if (g.mech == SYSV_SHM) {
@@ -222,8 +272,13 @@ static void receive_msg(struct msg *m, size_t n, size_t capacity)
                 sem_change(FREE_SLOTS, +1);
         }
     } else {
+        int poll_first = g.timed && (g.mech == PIPE || g.mech == FIFO);
         for (size_t done = 0; done < n;) {
+            if (poll_first)
+                wait_readable(g.fd[g.side][RD]);
             ssize_t r = read(g.fd[g.side][RD], m->mtext + done, n - done);
+            if (r == -1 && errno == EAGAIN)  /* SO_RCVTIMEO ran out */
+                fail(4, "read: nothing arrived for %u s (SO_RCVTIMEO)", g.wait_s);
             CHECK(r != -1 || errno == EINTR, "read");
             if (r == 0)
                 fail(1, "read: end of file after %zu of %zu bytes (the other process closed "
@@ -306,6 +361,16 @@ static void make_sockets(int family)
     g.fd[CHILD][RD] = g.fd[CHILD][WR] = client;
 }
 
+/* --timed on a socket: the kernel bounds each read(2) and write(2). */
+static void bound_socket(int fd)
+{
+    struct timeval bound = {.tv_sec = (time_t)g.wait_s};
+    CHECK(setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &bound, sizeof bound) != -1,
+          "setsockopt(SO_RCVTIMEO)");
+    CHECK(setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &bound, sizeof bound) != -1,
+          "setsockopt(SO_SNDTIMEO)");
+}
+
 static void setup(long size)
 {
     int p[2][2], sv[2];
@@ -358,6 +423,10 @@ static void setup(long size)
         g.back = base + bytes - (size_t)size;
         break;
     }
+    }
+    if (g.timed && g.mech >= SOCKETPAIR && g.mech <= TCP) {
+        bound_socket(g.fd[PARENT][RD]);
+        bound_socket(g.fd[CHILD][RD]);
     }
 }
 
@@ -427,9 +496,14 @@ static double parent(struct msg *m, size_t size, long iterations, long warm)
 
 int main(int argc, char **argv)
 {
+    if (argc > 1 && strcmp(argv[1], "--timed") == 0) {
+        g.timed = 1;
+        argc--;
+        argv++;
+    }
     if (argc != 5 && argc != 6)
-        fail(2, "usage: pingpong MECHANISM SIZE ITERATIONS MODE [CPU]\n  MECHANISM: pipe fifo "
-             "socketpair unix tcp sysv_mq sysv_shm; MODE: rtt or tput");
+        fail(2, "usage: pingpong [--timed] MECHANISM SIZE ITERATIONS MODE [CPU]\n  MECHANISM: "
+             "pipe fifo socketpair unix tcp sysv_mq sysv_shm; MODE: rtt or tput");
     g.mech = -1;
     for (int i = 0; i < NMECH; i++)
         if (strcmp(argv[1], MECHANISMS[i]) == 0)
@@ -445,6 +519,8 @@ int main(int argc, char **argv)
     long cpu = argc == 6 ? parse(argv[5], "CPU", 0, CPU_SETSIZE - 1) : -1;
     const char *limit = getenv("PINGPONG_TIMEOUT");
     unsigned seconds = limit ? (unsigned)parse(limit, "PINGPONG_TIMEOUT", 1, 86400) : 60;
+    const char *wait = getenv("PINGPONG_WAIT");
+    g.wait_s = wait ? (unsigned)parse(wait, "PINGPONG_WAIT", 1, 86400) : 10;
     long warm = iterations / 10 < 1 ? 1 : iterations / 10 > 1000 ? 1000 : iterations / 10;
 
     snprintf(g.alarm_note, sizeof g.alarm_note, "pingpong: %s %s did not finish within %u s "
