@@ -245,8 +245,8 @@ def test_progress_bar_only_when_asked_or_on_a_terminal():
 def test_c_rows_use_the_reference_and_pin_only_round_trips(monkeypatch):
     calls = []
 
-    def fake_run(mechanism, size, *, iterations, mode, cpu, timeout):
-        calls.append((mechanism, size, mode, cpu))
+    def fake_run(mechanism, size, *, iterations, mode, cpu, timeout, timed=False):
+        calls.append((mechanism, size, mode, cpu, timed))
         return 5.0 if mode == "rtt" else 100.0
     fake = types.SimpleNamespace(MECHANISMS=("pipe",), run=fake_run)
     monkeypatch.setattr(bench, "c_reference", lambda wanted: (fake, None))
@@ -257,6 +257,35 @@ def test_c_rows_use_the_reference_and_pin_only_round_trips(monkeypatch):
     assert {c[3] for c in calls if c[2] == "rtt"} == {report.cpu}
     assert {c[3] for c in calls if c[2] == "tput"} == {None}
     assert "c rows for mp_pipe: no C reference for it" in report.notes
+    assert not any(c[4] for c in calls) and report.c_timed == {}  # no ipclab row to explain
+
+
+def test_the_timed_c_round_trip_is_measured_beside_ipclab_at_64_bytes(monkeypatch):
+    calls = []
+
+    def fake_run(mechanism, size, *, iterations, mode, cpu, timeout, timed=False):
+        calls.append((mechanism, size, mode, cpu, timed))
+        return (6.5 if timed else 5.0) if mode == "rtt" else 100.0
+    fake = types.SimpleNamespace(MECHANISMS=("pipe",), run=fake_run)
+    monkeypatch.setattr(bench, "c_reference", lambda wanted: (fake, None))
+    report = bench.run(mechanisms=["pipe", "mp_pipe"], impls=["ipclab", "c"], sizes=[64, 4096],
+                       repeats=1, progress=False, quick=True)
+    assert {c for c in calls if c[4]} == {("pipe", 64, "rtt", report.cpu, True)}
+    assert set(report.c_timed) == {"pipe"} and report.c_timed["pipe"].value == 6.5
+    assert {r.impl for r in report.rows} == {"ipclab", "c"}  # a figure, not a row
+    data = report.to_dict()
+    assert data["c_timed_rtt_us"] == {"pipe": 6.5}
+    assert {r["impl"] for r in data["results"]} == {"ipclab", "c"}
+    ours = report.row("pipe", "ipclab", 64).rtt.value
+    assert f"    pipe 1.30 (ipclab {ours / 6.5:.2f})" in report.table().splitlines()
+
+
+def test_a_failed_timed_c_round_trip_is_reported():
+    rows = [bench.Row("pipe", "c", 64, _figure(4.0), _figure(400.0))]
+    report = bench.Report(rows=rows, c_timed={"pipe": runner.Figure(error="CRefError: boom")})
+    assert report.failures() == ["pipe c --timed 64 B rtt: CRefError: boom"]
+    assert report.to_dict()["c_timed_rtt_us"] == {}
+    assert "costs C" not in report.table()
 
 
 def test_no_c_reference_is_explained(monkeypatch):

@@ -9,7 +9,9 @@ compiled on the fly by ``ipclab.cref`` when a C compiler is present), against
 the memory-copy ceiling.  Each figure runs in freshly forked processes (see
 :mod:`.runner`); round trips run with both processes pinned to one CPU
 (sched_setaffinity(2)), because a wake-up across CPUs costs more than the rest
-of a round trip.  Targets are reported, never asserted.
+of a round trip.  Targets are reported, never asserted.  With both ipclab and C
+rows at 64 B, the C reference also runs with every wait bounded the way ipclab
+bounds it (``pingpong --timed``), which shows what the timeouts alone cost.
 
 ``run(...)`` returns a :class:`Report` (``.table()``, ``.to_json(path)``);
 ``cli(args)`` is the command.  Not handled: machines without fork(2).
@@ -35,6 +37,8 @@ FULL_PLAN = Plan(repeats=7, batch_s=0.05, warm_s=0.02)
 QUICK_PLAN = Plan(repeats=3, batch_s=0.02, warm_s=0.01)
 DEFAULT_TIMEOUT = 30.0
 C_MECHANISMS = MECHANISMS[:7]  # what ipclab/c/pingpong.c implements
+TIMED_C = "c --timed"  # a task, not a row: the C round trip with ipclab's bounded waits
+TIMED_SIZE = 64
 
 
 def _names(value, name: str, allowed) -> list[str]:
@@ -127,6 +131,10 @@ def run(quick: bool = False, mechanisms=None, sizes=None, progress: bool | None 
     for mechanism, impl, size, mode in tasks:
         bar.step(f"{mechanism} {impl} {size_text(size)} {mode}")
         cpu = report.cpu if mode == "rtt" else None
+        if impl == TIMED_C:
+            report.c_timed[mechanism] = runner.c_figure(
+                cref, mechanism, mode, size, plan=plan, timeout=timeout, cpu=cpu, timed=True)
+            continue
         if impl == "c":
             figure = runner.c_figure(cref, mechanism, mode, size, plan=plan, timeout=timeout,
                                      cpu=cpu)
@@ -162,6 +170,9 @@ def _plan_tasks(mechanisms, impls, sizes, cref, registry):
                 for impl in impls:
                     if (mechanism, impl) in known or (impl == "c" and mechanism in c_mechanisms):
                         tasks.append((mechanism, impl, size, mode))
+            if (size == TIMED_SIZE and cref and {"c", "ipclab"} <= set(impls)
+                    and mechanism in c_mechanisms and (mechanism, "ipclab") in known):
+                tasks.append((mechanism, TIMED_C, size, "rtt"))
     notes = [f"{m} at {', '.join(s)}: {why}" for (m, why), s in limited.items()]
     if no_wrapper:
         notes.append(f"ipclab rows for {', '.join(no_wrapper)}: ipclab has no wrapper here "

@@ -71,6 +71,7 @@ class Report:
     quick: bool = False
     repeats: int = 0
     notes: list = field(default_factory=list)  # why some rows are absent
+    c_timed: dict = field(default_factory=dict)  # mechanism -> Figure: 64 B rtt, pingpong --timed
     elapsed: float = 0.0
 
     def row(self, mechanism: str, impl: str, size: int) -> Row | None:
@@ -81,7 +82,9 @@ class Report:
         """One line per figure that could not be measured (timed out, crashed)."""
         return [f"{r.mechanism} {r.impl} {size_text(r.size)} {mode}: {f.error}"
                 for r in self.rows for mode, f in (("rtt", r.rtt), ("tput", r.tput))
-                if f is not None and f.value is None]
+                if f is not None and f.value is None] + [
+            f"{m} c --timed 64 B rtt: {f.error}" for m, f in self.c_timed.items()
+            if f.value is None]
 
     def ratio(self, row: Row, mode: str, against: str) -> float | None:
         """Cost ratio of ``row`` against impl ``against`` at the same size (None: no pair)."""
@@ -102,8 +105,12 @@ class Report:
             "quick": self.quick,
             "repeats": self.repeats,
             "units": {"rtt_us": "microseconds per round trip (median of the repeats)",
-                      "MBps": "10^6 bytes per second one way (median of the repeats)"},
+                      "MBps": "10^6 bytes per second one way (median of the repeats)",
+                      "c_timed_rtt_us": "the C reference's 64 B round trip with every wait "
+                                        "bounded as ipclab bounds it (pingpong --timed)"},
             "results": [r.to_dict() for r in self.rows],
+            "c_timed_rtt_us": {m: f.value for m, f in self.c_timed.items()
+                               if f.value is not None},
             "not_measured": list(self.notes),
             "failures": self.failures(),
             "elapsed_s": round(self.elapsed, 3),

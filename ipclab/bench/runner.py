@@ -170,12 +170,15 @@ def memcpy(size: int, plan: Plan) -> Figure:
 
 
 def c_figure(cref, mechanism: str, mode: str, size: int, *, plan: Plan, timeout: float,
-             cpu: int | None = None) -> Figure:
-    """The C reference's figure: ``plan.repeats`` runs of ``cref.run``, median and spread."""
+             cpu: int | None = None, timed: bool = False) -> Figure:
+    """The C reference's figure: ``plan.repeats`` runs of ``cref.run``, median and spread
+    (``timed``: with every wait bounded, as ipclab bounds it)."""
     cpu = cpu if mode == "rtt" else None
+    extra = {"timed": True} if timed else {}
 
     def call(n):
-        return cref.run(mechanism, size, iterations=n, mode=mode, cpu=cpu, timeout=timeout)
+        return cref.run(mechanism, size, iterations=n, mode=mode, cpu=cpu, timeout=timeout,
+                        **extra)
 
     def seconds(value):  # per iteration, from what the program printed
         return value * 1e-6 if mode == "rtt" else size / (value * 1e6)

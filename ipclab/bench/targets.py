@@ -70,6 +70,7 @@ def summary(report) -> list[str]:
     lines += _overhead(report) or ["    (no ipclab and bare pair measured)"]
     lines.append(f"  ipclab's {C_SIZE} B round trip within {C_TARGET}x of C's:")
     lines += _against_c(report, "ipclab", C_TARGET) or ["    (no ipclab and C pair measured)"]
+    lines += _timed(report)
     lines += _shm(report)
     bare = _against_c(report, "bare", None)
     if bare:
@@ -105,6 +106,26 @@ def _against_c(report, impl: str, target) -> list[str]:
             flag = f"{mark(ratio <= target)} " if target else ""
             found.append(f"{flag}{r.mechanism} {ratio:.2f}")
     return [f"    {', '.join(found)}"] if found else []
+
+
+def _timed(report) -> list[str]:
+    """What bounding every wait costs C at 64 B, and ipclab's round trip against that."""
+    parts = []
+    for mechanism, figure in report.c_timed.items():
+        c, ours = (report.row(mechanism, impl, C_SIZE) for impl in ("c", "ipclab"))
+        if figure.value is None or not c or not c.rtt or c.rtt.value is None:
+            continue
+        text = f"{mechanism} {figure.value / c.rtt.value:.2f}"
+        if ours and ours.rtt and ours.rtt.value is not None:
+            text += f" (ipclab {ours.rtt.value / figure.value:.2f})"
+        parts.append(text)
+    if not parts:
+        return []
+    return [f"  what a timeout on every wait costs C at {C_SIZE} B, as x C (pingpong --timed: "
+            "poll(2) before read(2) on pipes and FIFOs,",
+            "  SO_RCVTIMEO on sockets, semtimedop(2), msgrcv(2) IPC_NOWAIT + sched_yield(2)); "
+            "in brackets ipclab's round trip against it:",
+            "    " + ", ".join(parts)]
 
 
 def _shm(report) -> list[str]:
