@@ -11,7 +11,8 @@ deadline.  A waiting receiver therefore notices within 10 ms that the queue was
 removed; the price is up to 10 ms of latency for a message that comes late,
 1 ms of CPU spent per long wait, and no kernel FIFO order among waiting
 processes.  In /proc a waiting process is seen sleeping (clock_nanosleep) or
-running, not in msgrcv.
+running, not in msgrcv.  (:meth:`ipclab.mq.Queue.receive` also yields once before its
+first try after a receive that found nothing, which spares a ping-pong the failed try.)
 
 When the wait fails, the error explains it: how full the queue is (msg_qnum,
 msg_cbytes, msg_qbytes) and which process last sent or received

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import errno
 import json
+import os
 
 import sysv_ipc
 
@@ -86,6 +87,7 @@ class Queue:
         self.name = key if isinstance(key, str) else _sysv.hexkey(self.key)
         self._label = repr(key) if isinstance(key, str) else self.name
         self.removed = False
+        self._yield_first = 0  # see receive
 
     # -- sending and receiving -----------------------------------------------------------
 
@@ -145,13 +147,27 @@ class Queue:
         q = self._q
         if q is None:
             self._handle()
+        # After a receive that found nothing (a ping-pong: the reply is not there yet) the
+        # next one first yields the CPU, so a peer on this CPU that is ready to answer does
+        # so before the first try; a failed try costs a BusyError.  Every 8th such receive
+        # tries first instead: when that finds a message, messages are waiting (a stream),
+        # and receives try first again.
+        probe = self._yield_first
+        if probe and wait != 0.0:
+            self._yield_first = probe + 1
+            if probe & 7:
+                os.sched_yield()
         try:  # the first try, as in send
-            return q.receive(False, type)
+            got = q.receive(False, type)
         except sysv_ipc.BusyError:
-            pass
+            self._yield_first = self._yield_first or 1
         except (sysv_ipc.Error, OSError) as e:
             _mqwait.explain(self, e, "receive")
             raise
+        else:
+            if probe and not probe & 7:
+                self._yield_first = 0
+            return got
         return _mqwait.poll(self, lambda: q.receive(False, type), wait, "receive", type)
 
     def send_json(self, obj, type: int = 1, **options) -> None:

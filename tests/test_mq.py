@@ -428,3 +428,31 @@ def test_php_msg_send_and_msg_receive_share_the_queue(queue):
     assert done.returncode == 0, done.stdout + done.stderr
     assert queue.receive(6, timeout=5) == (b"HELLO PHP", 6)
     assert queue.receive(7, timeout=5) == (b's:9:"hello php";', 7)  # PHP's serialize()
+
+
+def test_after_finding_nothing_receives_yield_first_until_a_probe_finds_messages_waiting(
+        queue, monkeypatch):
+    # A ping-pong's reply is not there yet when the receive starts: yielding the CPU first
+    # lets a peer on this CPU answer, instead of a failed try.  A stream has messages
+    # waiting: every 8th receive tries first, and finding one ends the yielding.
+    yields = []
+    monkeypatch.setattr(mq.os, "sched_yield", lambda: yields.append(1))
+
+    def receive_counting(**options):
+        before = len(yields)
+        got = queue.receive(**options)
+        return got, len(yields) - before
+
+    queue.send(b"m")
+    assert receive_counting() == ((b"m", 1), 0)  # messages waiting: no yield
+    with pytest.raises(IPCTimeoutError):
+        queue.receive(timeout=0.01)  # found nothing
+    for i in range(10):
+        queue.send(bytes([i]))
+    counts = [receive_counting(timeout=1) for _ in range(10)]
+    assert [got for got, _ in counts] == [(bytes([i]), 1) for i in range(10)]  # nothing lost
+    assert [n for _, n in counts] == [1] * 7 + [0] * 3  # the 8th is the probe that ends it
+    with pytest.raises(IPCTimeoutError):
+        queue.receive(timeout=0.01)
+    queue.send(b"x")
+    assert receive_counting(block=False) == ((b"x", 1), 0)  # block=False never yields
