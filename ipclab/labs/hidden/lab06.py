@@ -128,9 +128,14 @@ def _pieces(mine, other, pieces):
     other.close()
     for piece in pieces:
         mine.sendall(piece)
-        deadline = time.monotonic() + WAIT
-        while _unread(mine) and time.monotonic() < deadline:
-            time.sleep(0.0005)
+        _drained(mine)
+
+
+def _drained(sock):
+    """Wait (up to WAIT s) until the peer has read everything sent on ``sock``."""
+    deadline = time.monotonic() + WAIT
+    while _unread(sock) and time.monotonic() < deadline:
+        time.sleep(0.0005)
 
 
 @contextlib.contextmanager
@@ -267,7 +272,15 @@ def worker_hidden(start_worker):
             assert got == [{"ok": True, "result": r.upper()} for r in requests], \
                 f"50 requests sent at once got the replies {got!r:.80}"
             big = "y\u00e9" * (1 << 19)
-            assert w.ask(pid, sock, big) == {"ok": True, "result": big.upper()}, \
+            frame = _frame(big)  # in 64 KiB pieces, each read before the next is sent: a
+            try:  # reader on another CPU could get the whole of it in one recv
+                for at in range(0, len(frame), 1 << 16):
+                    sock.sendall(frame[at:at + (1 << 16)])
+                    _drained(sock)
+            except (BrokenPipeError, ConnectionResetError):
+                raise AssertionError("the worker closed its socket in the middle of a 1 MiB "
+                                     "request, sent in 64 KiB pieces") from None
+            assert _replies(w, pid, sock, 1) == [{"ok": True, "result": big.upper()}], \
                 "a 1 MiB request did not get its 1 MiB reply"
 
     def eight():
