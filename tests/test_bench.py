@@ -98,6 +98,78 @@ def test_unavailable_affinity_is_recorded_as_not_pinned():
     assert figure.error is None and figure.pinned is False
 
 
+# -- every figure starts from the same allocator state ----------------------------------
+
+
+def _mallinfo2():
+    """glibc's mallinfo2() as a function returning its count of mmap'ed blocks, or None."""
+    import ctypes
+
+    class Info(ctypes.Structure):
+        _fields_ = [(name, ctypes.c_size_t) for name in
+                    "arena ordblks smblks hblks hblkhd usmblks fsmblks uordblks fordblks "
+                    "keepcost".split()]
+    try:
+        fn = ctypes.CDLL(None).mallinfo2
+    except (OSError, AttributeError):
+        return None
+    fn.restype = Info
+    return lambda: fn().hblks
+
+
+def _mmaps_for(hblks, size: int) -> int:
+    """How many new mmap'ed blocks a live ``size``-byte bytes object takes (0: from the heap)."""
+    before = hblks()
+    block = bytes(size)
+    grew = hblks() - before
+    del block
+    return grew
+
+
+@pytest.mark.skipif(_mallinfo2() is None, reason="needs glibc's mallinfo2")
+def test_settle_malloc_makes_a_1_mib_buffer_come_from_the_heap():
+    # In a fresh interpreter: a new process's first 1 MiB buffer is mmap'ed (page faults on
+    # first touch), and after settle_malloc it is not; so whether it was did not depend on
+    # what the supervisor freed before forking.
+    code = ("from tests.test_bench import _mallinfo2, _mmaps_for\n"
+            "from ipclab.bench import runner\n"
+            "h = _mallinfo2()\n"
+            "print(_mmaps_for(h, 1 << 20), end=' ')\n"
+            "runner.settle_malloc()\n"
+            "print(_mmaps_for(h, 1 << 20), _mmaps_for(h, runner.SETTLE_BYTES // 2))\n")
+    import subprocess
+    import sys
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=60, check=True, cwd=os.path.dirname(os.path.dirname(__file__)))
+    assert out.stdout.split() == ["1", "0", "0"]
+
+
+@pytest.mark.skipif(_mallinfo2() is None, reason="needs glibc's mallinfo2")
+@pytest.mark.parametrize("mode", ["rtt", "tput"])
+def test_both_sides_of_a_figure_start_with_the_allocator_settled(mode):
+    class Probing(streams.PipeBare):
+        """A and B each say how many mmaps a 1 MiB buffer took when their end was made."""
+
+        def setup(self):
+            super().setup()
+            self.report = os.pipe()
+
+        def teardown(self):
+            super().teardown()
+            os.close(self.report[1])
+            self.seen = sorted(os.read(self.report[0], 64).decode().split())
+            os.close(self.report[0])
+            Probing.last = self
+
+        def endpoint(self, side):
+            os.write(self.report[1], f"{side}={_mmaps_for(_mallinfo2(), 1 << 20)} ".encode())
+            return super().endpoint(side)
+
+    figure = runner.measure(Probing, mode, 64, plan=TINY, timeout=20)
+    assert figure.error is None
+    assert Probing.last.seen == ["a=0", "b=0"]
+
+
 # -- a wedged mechanism is killed and reported ------------------------------------------
 
 

@@ -11,6 +11,15 @@ samples.  On the timeout the whole group (A and B) is killed and the figure
 says "timed out" with where A was blocked; what outlives processes is removed
 by the supervisor in any case (:meth:`.mechanisms.Bench.teardown`).
 
+Every figure starts from the same state of the C allocator: glibc's malloc serves a
+request at or above its mmap threshold with a fresh mmap(2) (page faults on first touch,
+munmap(2) on free), and raises the threshold to the size of each such block freed.  So
+whether ``recv(1 MiB)`` costs page faults depended on what the supervisor had freed before
+forking A (the memory-copy figure frees 1 MiB buffers, so a 256 KiB recv came from the
+heap and a 1 MiB one did not).  :func:`settle_malloc` frees one block of twice the largest
+size first, in A before B is forked: every message buffer then comes from the heap, as in
+a long-running process (a notebook kernel) that has handled a big buffer before.
+
 Also here: the memory-copy ceiling (:func:`memcpy`) and the C floor
 (:func:`c_figure`, through ``ipclab.cref``).  Not handled: pinning A and B
 to two chosen CPUs (the cross-CPU wake-up swamps everything, see the issue).
@@ -30,6 +39,17 @@ from dataclasses import dataclass, field
 from .. import diagnose, proc
 from .loops import MAX_ITERATIONS, Plan, calibrate, drain, echo, rtt, timed, tput
 from .mechanisms import payload
+
+
+# Above any message or buffer of the benchmark (1 MiB, plus headers and a send buffer).
+SETTLE_BYTES = 4 << 20
+
+
+def settle_malloc() -> None:
+    """Allocate and free one SETTLE_BYTES block, which raises glibc's dynamic mmap threshold
+    above every size measured here (no effect on other allocators)."""
+    block = bytearray(SETTLE_BYTES)
+    del block
 
 
 @dataclass
@@ -102,6 +122,7 @@ def _pin(cpu):
 def _side_a(bench, mode, size, plan, cpu, verify):
     """Process A: pin, fork B, run the timed loops; return the samples."""
     pinned = _pin(cpu)
+    settle_malloc()  # before B's fork: B inherits the allocator's state
     try:
         bench.prepare()
         with proc.quiet_fork_warning():
@@ -160,6 +181,7 @@ def _side_b(bench, mode, size, verify):
 def memcpy(size: int, plan: Plan) -> Figure:
     """The memory-copy ceiling: MB/s of copying a ``size``-byte buffer (memoryview slice
     assignment, which is memcpy), measured in this process."""
+    settle_malloc()
     src, dst = payload(size, 1), memoryview(bytearray(size))
 
     def step(k):
