@@ -98,6 +98,29 @@ def test_unavailable_affinity_is_recorded_as_not_pinned():
     assert figure.error is None and figure.pinned is False
 
 
+class _Told:
+    """A Bench mixin: its forked sides ``tell`` short texts, which teardown (in the
+    supervisor) collects into ``told``; ``last`` is the last instance torn down."""
+
+    def setup(self):
+        super().setup()
+        self.told_pipe = os.pipe()
+
+    def tell(self, text: str) -> None:
+        os.write(self.told_pipe[1], text.encode())
+
+    def teardown(self):
+        super().teardown()
+        os.close(self.told_pipe[1])
+        os.set_blocking(self.told_pipe[0], False)  # a side still alive must not hang us
+        try:
+            self.told = os.read(self.told_pipe[0], 256).decode()
+        except BlockingIOError:
+            self.told = ""
+        os.close(self.told_pipe[0])
+        type(self).last = self
+
+
 # -- every figure starts from the same allocator state ----------------------------------
 
 
@@ -147,51 +170,34 @@ def test_settle_malloc_makes_a_1_mib_buffer_come_from_the_heap():
 @pytest.mark.skipif(_mallinfo2() is None, reason="needs glibc's mallinfo2")
 @pytest.mark.parametrize("mode", ["rtt", "tput"])
 def test_both_sides_of_a_figure_start_with_the_allocator_settled(mode):
-    class Probing(streams.PipeBare):
+    class Probing(_Told, streams.PipeBare):
         """A and B each say how many mmaps a 1 MiB buffer took when their end was made."""
 
-        def setup(self):
-            super().setup()
-            self.report = os.pipe()
-
-        def teardown(self):
-            super().teardown()
-            os.close(self.report[1])
-            self.seen = sorted(os.read(self.report[0], 64).decode().split())
-            os.close(self.report[0])
-            Probing.last = self
-
         def endpoint(self, side):
-            os.write(self.report[1], f"{side}={_mmaps_for(_mallinfo2(), 1 << 20)} ".encode())
+            self.tell(f"{side}={_mmaps_for(_mallinfo2(), 1 << 20)} ")
             return super().endpoint(side)
 
     figure = runner.measure(Probing, mode, 64, plan=TINY, timeout=20)
     assert figure.error is None
-    assert Probing.last.seen == ["a=0", "b=0"]
+    assert sorted(Probing.last.told.split()) == ["a=0", "b=0"]
 
 
 # -- a wedged mechanism is killed and reported ------------------------------------------
 
 
 def _hanging(base):
-    class Hanging(base):
+    class Hanging(_Told, base):
         """B tells its pid, then never answers."""
-
-        def setup(self):
-            super().setup()
-            self.pid_pipe = os.pipe()
 
         def teardown(self):
             super().teardown()
-            os.close(self.pid_pipe[1])
-            self.b_pid = int(os.read(self.pid_pipe[0], 32) or 0)
-            os.close(self.pid_pipe[0])
+            self.b_pid = int(self.told or 0)
             _hanging.last = self
 
         def endpoint(self, side):
             end = super().endpoint(side)
             if side == "b":
-                os.write(self.pid_pipe[1], str(os.getpid()).encode())
+                self.tell(str(os.getpid()))
                 time.sleep(3600)
             return end
     return Hanging

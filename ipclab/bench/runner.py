@@ -40,7 +40,6 @@ from .. import diagnose, proc
 from .loops import MAX_ITERATIONS, Plan, calibrate, drain, echo, rtt, timed, tput
 from .mechanisms import payload
 
-
 # Above any message or buffer of the benchmark (1 MiB, plus headers and a send buffer).
 SETTLE_BYTES = 4 << 20
 
