@@ -16,9 +16,9 @@ request at or above its mmap threshold with a fresh mmap(2) (page faults on firs
 munmap(2) on free), and raises the threshold to the size of each such block freed.  So
 whether ``recv(1 MiB)`` costs page faults depended on what the supervisor had freed before
 forking A (the memory-copy figure frees 1 MiB buffers, so a 256 KiB recv came from the
-heap and a 1 MiB one did not).  :func:`settle_malloc` frees one block of twice the largest
-size first, in A before B is forked: every message buffer then comes from the heap, as in
-a long-running process (a notebook kernel) that has handled a big buffer before.
+heap and a 1 MiB one did not).  :func:`settle_malloc` first frees one 4 MiB block (four
+times the largest message), in A before B is forked: every message buffer then comes from
+the heap, as in a long-running process (a notebook kernel) that has handled a big buffer.
 
 Also here: the memory-copy ceiling (:func:`memcpy`) and the C floor
 (:func:`c_figure`, through ``ipclab.cref``).  Not handled: pinning A and B
