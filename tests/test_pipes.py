@@ -28,6 +28,7 @@ def _kernel_takes_nowait_on_pipes() -> bool:
 def write_way(request, monkeypatch):
     """write_all with RWF_NOWAIT (Linux 6.4+ pipes), and the way FIFOs and older kernels take."""
     monkeypatch.setattr(pipes, "_NOWAIT_REFUSED", set())
+    monkeypatch.setattr(pipes, "_EAGER", set())  # reads try first only where _NOWAIT is set
     if request.param == "portable":
         monkeypatch.setattr(pipes, "_NOWAIT", 0)
     elif not _kernel_takes_nowait_on_pipes():
@@ -204,6 +205,83 @@ def test_read_exactly_timeout_after_some_bytes_names_the_call_and_the_write_end(
     assert message.startswith(f"read_exactly(fd {pipe['r']}, 5) timed out")
     assert f"parent waited to read on fd {pipe['r']} (pipe:[" in message
     assert f"the write end of that pipe is still open in: parent (fd {pipe['w']})" in message
+
+
+def _kernel_reads_pipes_nowait() -> bool:
+    r, w = os.pipe()
+    try:
+        os.write(w, b"x")
+        return bool(pipes._NOWAIT) and os.preadv(r, [bytearray(1)], -1, pipes._NOWAIT) == 1
+    except OSError:
+        return False
+    finally:
+        os.close(r)
+        os.close(w)
+
+
+@pytest.fixture
+def eager(monkeypatch):
+    """Counts poll objects made (read_exactly's poll-first way); the next read probes."""
+    if not _kernel_reads_pipes_nowait():
+        pytest.skip("this kernel refuses RWF_NOWAIT on pipe reads")
+    polls, real = [], pipes.select.poll
+
+    def counted():
+        polls.append(1)
+        return real()
+    monkeypatch.setattr(pipes.select, "poll", counted)
+    monkeypatch.setattr(pipes, "_EAGER", set())
+    monkeypatch.setattr(pipes, "_NOWAIT_REFUSED", set())
+    monkeypatch.setattr(pipes, "_reads", 255)  # the next read that would poll probes instead
+    return polls
+
+
+def test_a_stream_is_read_without_poll_and_a_wait_polls_again_with_its_timeout(pipe, eager):
+    for i in range(3):
+        os.write(pipe["w"], _message(i, 64))
+    assert [pipes.read_exactly(pipe["r"], 64) for i in range(3)] == [
+        _message(i, 64) for i in range(3)]
+    assert eager == [] and pipe["r"] in pipes._EAGER  # the probe found bytes: no poll at all
+    start = time.monotonic()
+    with pytest.raises(IPCTimeoutError, match=rf"^read_exactly\(fd {pipe['r']}, 64\) timed out"):
+        pipes.read_exactly(pipe["r"], 64, timeout=0.3)  # nothing waits: poll, with the timeout
+    assert 0.25 < time.monotonic() - start < 3
+    assert eager and pipe["r"] not in pipes._EAGER
+    polls = len(eager)
+    os.write(pipe["w"], b"next")
+    assert pipes.read_exactly(pipe["r"], 4) == b"next"  # poll first again, and it works
+    assert len(eager) == polls + 1
+
+
+def test_a_read_that_tried_first_waits_for_the_rest_and_reports_early_eof(pipe, eager):
+    os.write(pipe["w"], b"abc")
+    with proc.Family(timeout=10, show=False) as family:
+        family.fork(_write_in_pieces_while_the_parent_waits, pipe["w"], [b"de"])
+        assert pipes.read_exactly(pipe["r"], 5, timeout=5) == b"abcde"
+    assert family.results[0].ok and pipe["r"] in pipes._EAGER
+    os.write(pipe["w"], b"fg")
+    os.close(pipe.pop("w"))
+    with pytest.raises(EOFError, match=f"^end of file after 2 of 4 bytes on fd {pipe['r']}$"):
+        pipes.read_exactly(pipe["r"], 4)
+    with pytest.raises(EOFError, match="^end of file after 0 of 1 bytes"):
+        pipes.read_exactly(pipe["r"], 1)
+
+
+def test_a_fifo_that_refuses_reads_without_waiting_is_polled_as_before(eager):
+    with pipes.fifo() as path:
+        r = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        w = os.open(path, os.O_WRONLY)
+        try:
+            os.set_blocking(r, True)
+            os.write(w, b"one" + b"two")
+            assert pipes.read_exactly(r, 3) == b"one"
+            refused = r in pipes._NOWAIT_REFUSED
+            assert refused != (r in pipes._EAGER)  # either way it was remembered
+            assert pipes.read_exactly(r, 3) == b"two"
+            assert len(eager) == (2 if refused else 0)
+        finally:
+            os.close(r)
+            os.close(w)
 
 
 def _write_in_pieces_while_the_parent_waits(w, pieces):
