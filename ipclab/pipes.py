@@ -150,7 +150,7 @@ def read_exactly(fd: int, n: int, timeout: float = DEFAULT_TIMEOUT) -> bytes:
         timeout = check_timeout(timeout, allow_none=False)
     if n == 0:
         return b""
-    if fd in _EAGER:
+    if fd in _EAGER and n <= _EAGER_MAX:
         chunk = _read_nowait(fd, n)
         if chunk is not None:
             return chunk if len(chunk) == n else _read_rest(fd, n, chunk, timeout)
