@@ -150,11 +150,11 @@ def read_exactly(fd: int, n: int, timeout: float = DEFAULT_TIMEOUT) -> bytes:
         timeout = check_timeout(timeout, allow_none=False)
     if n == 0:
         return b""
+    chunk = None
     if fd in _EAGER and n <= _EAGER_MAX:
         chunk = _read_nowait(fd, n)
-        if chunk is not None:
-            return chunk if len(chunk) == n else _read_rest(fd, n, chunk, timeout)
-        _EAGER.discard(fd)
+        if chunk is None:
+            _EAGER.discard(fd)
     else:
         global _reads
         _reads += 1
@@ -162,23 +162,22 @@ def read_exactly(fd: int, n: int, timeout: float = DEFAULT_TIMEOUT) -> bytes:
             chunk = _read_nowait(fd, n)
             if chunk is not None:
                 _EAGER.add(fd)
-                return chunk if len(chunk) == n else _read_rest(fd, n, chunk, timeout)
+    if chunk is not None:  # read without waiting: all of it, or the first part
+        return chunk if len(chunk) == n else _read_rest(fd, n, chunk, time.monotonic() + timeout)
     # A pipe has no read timeout, so poll(2) first; then read(2) returns at once with what is
     # there, or b"" at end of file.  The first round is inlined: it is usually the only one.
     poller = select.poll()
     poller.register(fd, _IN)
     deadline = time.monotonic() + timeout
-    chunk = None
     if poller.poll(timeout * 1000.0):
         chunk = os.read(fd, n)
         if len(chunk) == n:
             return chunk
-    return _read_rest(fd, n, chunk, timeout, deadline)
+    return _read_rest(fd, n, chunk, deadline)
 
 
-def _read_rest(fd: int, n: int, chunk, timeout: float, deadline: float | None = None) -> bytes:
+def _read_rest(fd: int, n: int, chunk, deadline: float) -> bytes:
     """read_exactly's loop, after a first read that returned ``chunk`` (None: none yet)."""
-    deadline = deadline or time.monotonic() + timeout
     parts, got = [], 0
     while True:
         if chunk is not None:
