@@ -52,8 +52,9 @@ _NOWAIT_REFUSED: set[int] = set()
 # notice a stream.  Tried with every 8th and 32nd: ping-pongs took 3-10% longer.  Also tried:
 # sched_yield(2) before the first try, as ipclab.mq does, so that a peer on this CPU answers
 # first.  A 64 B ping-pong pinned to one CPU then took 5.7 µs in 1 run of 6 (poll + read:
-# 6.8-7.0, a blocking read: 5.1-5.2) and about 10 µs in the other 5: once either side has
-# slept, EEVDF often does not hand the CPU over on a yield, and the try fails.  Not kept.
+# 6.8-7.0, a blocking read: 5.1-5.2) and about 10 µs in the other 5, where 40% of the tries
+# failed (likely: once either side has slept, EEVDF often does not hand the CPU over on a
+# yield; not checked in the scheduler).  Not kept.
 _EAGER: set[int] = set()
 _EAGER_MAX = 65536  # above this the copy dominates, and the bytes rarely wait whole
 _reads = 0
